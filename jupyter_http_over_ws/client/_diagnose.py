@@ -1,0 +1,41 @@
+"""Reading the ``diagnose`` endpoint."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ..protocol import Diagnosis, decode_json
+from ._connect import Endpoint
+
+
+async def diagnose(
+    url: str,
+    *,
+    origin: str | None = None,
+    min_version: str | None = None,
+    cookies: Mapping[str, str] | None = None,
+    message: str = "diagnose",
+    connect_timeout: float = 20.0,
+) -> Diagnosis:
+    """Ask the server at ``url`` (including its ``base_url``) what it knows of this client.
+
+    Needs no credentials. Raises ``tornado.httpclient.HTTPClientError`` (403) when the
+    server refuses ``origin``, and ``OSError`` when it cannot be reached.
+    """
+    endpoint = Endpoint(url, cookies=cookies or {}, origin=origin, connect_timeout=connect_timeout)
+    query = {"min_version": min_version} if min_version else None
+    connection = await endpoint.open("http_over_websocket/diagnose", query)
+    try:
+        await connection.write_message(message)
+        answer = await connection.read_message()
+    finally:
+        connection.close()
+    if answer is None:
+        raise ConnectionError("the diagnose socket closed without answering")
+    obj = decode_json(answer)
+    return Diagnosis(
+        message_id=obj["message_id"],
+        extension_version=obj["extension_version"],
+        has_authentication_cookie=obj["has_authentication_cookie"],
+        is_outdated_extension=obj["is_outdated_extension"],
+    )

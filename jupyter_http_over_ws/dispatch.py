@@ -1,0 +1,311 @@
+"""Executing one tunnelled HTTP request against this server, streaming the reply.
+
+The request never touches the network: it is handed to the server's own Tornado
+application, exactly as its HTTP server would hand over a request it had read
+from a socket, so every handler (REST API, ``/files``, extensions) runs with
+its usual authentication, authorization, origin, XSRF and host checks. The
+credentials and identity headers are those of the tunnel's upgrade request
+(see :class:`UpgradeContext`), so a tunnelled request passes exactly the checks
+that the same request made directly with the same credentials would pass.
+
+The response is relayed frame by frame as the handler flushes it. A handler's
+``flush()`` resolves only when its bytes have been written to the client
+socket, so a slow client slows the handler down instead of piling data up in
+memory (backpressure), and a client that goes away makes the handler's next
+write fail, as a closed HTTP connection would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from tornado import httputil
+from tornado.iostream import StreamClosedError
+from tornado.web import Application
+
+from .protocol import HttpRequest, encode_reply
+
+#: Sends one reply frame (UTF-8 JSON) to the client; resolves once it is written.
+SendFrame = Callable[[bytes], Awaitable[None]]
+
+#: Methods whose cookie-authenticated requests pass the server's XSRF check only
+#: with the ``_xsrf`` token; the tunnel supplies it from the upgrade's cookie, as
+#: the original did (see docs/operators/security.md).
+XSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+@dataclass(frozen=True)
+class UpgradeContext:
+    """What every request on one tunnel inherits from the tunnel's upgrade request.
+
+    ``headers`` are the upgrade's identity headers (``Host``, ``Origin``,
+    ``Cookie``, ``Authorization``, ``Referer``, ``User-Agent``); ``xsrf_token``
+    is the value of its ``_xsrf`` cookie, if any.
+    """
+
+    base_url: str
+    headers: tuple[tuple[str, str], ...]
+    remote_ip: str | None
+    protocol: str
+    xsrf_token: str | None = None
+
+
+class _RequestContext:
+    """The connection facts Tornado's ``HTTPServerRequest`` reads (``remote_ip``, ``protocol``)."""
+
+    def __init__(self, remote_ip: str | None, protocol: str) -> None:
+        self.remote_ip = remote_ip
+        self.protocol = protocol
+        self.address = (remote_ip, 0)
+        self.trusted_downstream: set[str] = set()
+
+    def __str__(self) -> str:
+        return self.remote_ip or "tunnel"
+
+
+class ReplyStream:
+    """Turns one handler's response into reply frames, with backpressure.
+
+    Tornado calls :meth:`start`, :meth:`write` and :meth:`finish` (through
+    :class:`_TunnelledConnection`); :meth:`run` sends the frames. Writes made in
+    the same event-loop turn are coalesced, so a small response (headers, body and
+    end written by one ``finish()``) is a single frame, as in the original.
+    """
+
+    def __init__(self, message_id: Any, send: SendFrame, chunk_size: int) -> None:
+        self.message_id = message_id
+        self._send = send
+        self._chunk_size = chunk_size
+        self._head: tuple[int, str, list[tuple[str, str]]] | None = None
+        self._head_sent = False
+        self._chunks: deque[tuple[bytes | memoryview, asyncio.Future[None] | None]] = deque()
+        self._finished = False
+        self._done_sent = False
+        self._closed: BaseException | None = None
+        self._wakeup = asyncio.Event()
+
+    @property
+    def head_sent(self) -> bool:
+        """Whether the status line and headers have reached the client."""
+        return self._head_sent
+
+    @property
+    def done_sent(self) -> bool:
+        """Whether the final (``done: true``) frame has been sent."""
+        return self._done_sent
+
+    def start(
+        self, status: int, reason: str, headers: httputil.HTTPHeaders, chunk: bytes | None
+    ) -> asyncio.Future[None]:
+        """Record the status line and headers, and the first body chunk if any."""
+        self._head = (status, reason, list(headers.get_all()))
+        return self.write(chunk or b"")
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Queue body bytes; the future resolves when the client socket has them."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._closed is not None:
+            future.set_exception(StreamClosedError(real_error=self._closed))
+            return future
+        if chunk:
+            self._chunks.append((chunk, future))
+        else:
+            self._chunks.append((b"", future))
+        self._wakeup.set()
+        return future
+
+    def finish(self) -> None:
+        """Mark the response complete: the next frame sent is the last."""
+        self._finished = True
+        self._wakeup.set()
+
+    def close(self, error: BaseException) -> None:
+        """Fail every pending and later write (the client is gone)."""
+        self._closed = error
+        while self._chunks:
+            _, future = self._chunks.popleft()
+            if future is not None and not future.done():
+                future.set_exception(StreamClosedError(real_error=error))
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Send frames until the final one has gone out."""
+        while not self._done_sent:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            if self._closed is not None:
+                return
+            if self._finished and self._head is None:
+                raise RuntimeError("the handler finished without writing a response")
+            while self._head is not None and (self._chunks or self._finished):
+                await self._send_one_frame()
+                if self._done_sent or self._closed is not None:
+                    return
+
+    async def _send_one_frame(self) -> None:
+        data, resolved = self._take(self._chunk_size)
+        done = self._finished and not self._chunks
+        if not data and not done and self._head_sent:
+            for future in resolved:  # empty flushes: nothing to send, nothing to wait for
+                if not future.done():
+                    future.set_result(None)
+            return
+        if self._head_sent:
+            frame = encode_reply(self.message_id, data=data, done=done)
+        else:
+            assert self._head is not None
+            status, reason, headers = self._head
+            frame = encode_reply(
+                self.message_id,
+                status=status,
+                status_text=reason,
+                headers=headers,
+                data=data,
+                done=done,
+            )
+            self._head_sent = True
+        if done:
+            self._done_sent = True
+        await self._send(frame)
+        for future in resolved:
+            if not future.done():
+                future.set_result(None)
+
+    def _take(self, limit: int) -> tuple[bytes, list[asyncio.Future[None]]]:
+        """Take up to ``limit`` bytes off the queue, with the futures now fully sent."""
+        parts: list[bytes | memoryview] = []
+        resolved: list[asyncio.Future[None]] = []
+        size = 0
+        while self._chunks and size < limit:
+            chunk, future = self._chunks[0]
+            room = limit - size
+            if len(chunk) > room:
+                view = memoryview(chunk)
+                parts.append(view[:room])
+                self._chunks[0] = (view[room:], future)
+                size = limit
+                break
+            self._chunks.popleft()
+            parts.append(chunk)
+            size += len(chunk)
+            if future is not None:
+                resolved.append(future)
+        data = parts[0] if len(parts) == 1 else b"".join(parts)
+        return bytes(data) if parts else b"", resolved
+
+
+class _TunnelledConnection(httputil.HTTPConnection):
+    """The ``HTTPConnection`` a tunnelled request's handler writes its response to."""
+
+    def __init__(self, context: _RequestContext, reply: ReplyStream) -> None:
+        self.context = context
+        self._reply = reply
+        self._close_callback: Callable[[], None] | None = None
+
+    def set_close_callback(self, callback: Callable[[], None] | None) -> None:
+        """Remember what to call when the client goes away (``on_connection_close``)."""
+        self._close_callback = callback
+
+    def write_headers(
+        self,
+        start_line: httputil.RequestStartLine | httputil.ResponseStartLine,
+        headers: httputil.HTTPHeaders,
+        chunk: bytes | None = None,
+    ) -> asyncio.Future[None]:
+        """Start the reply with the response's status line and headers."""
+        assert isinstance(start_line, httputil.ResponseStartLine)
+        return self._reply.start(start_line.code, start_line.reason, headers, chunk)
+
+    def write(self, chunk: bytes) -> asyncio.Future[None]:
+        """Relay a body chunk."""
+        return self._reply.write(chunk)
+
+    def finish(self) -> None:
+        """End the reply."""
+        self._reply.finish()
+
+    def detach(self) -> Any:
+        """A tunnelled request has no stream to take over (no nested WebSocket upgrades)."""
+        raise NotImplementedError("a tunnelled request cannot be detached")
+
+    def abort(self, error: BaseException) -> None:
+        """The client went away: fail the handler's writes and tell it, once."""
+        self._reply.close(error)
+        callback, self._close_callback = self._close_callback, None
+        if callback is not None:
+            callback()
+
+
+def build_request_headers(request: HttpRequest, upgrade: UpgradeContext) -> httputil.HTTPHeaders:
+    """The headers of a tunnelled request: the client's own, then the tunnel's identity."""
+    headers = httputil.HTTPHeaders()
+    for name, value in request.headers:  # already stripped of credentials and framing
+        headers.add(name, value)
+    for name, value in upgrade.headers:
+        headers[name] = value
+    if (
+        upgrade.xsrf_token
+        and request.method in XSRF_METHODS
+        and "X-Xsrftoken" not in headers
+        and "X-Csrftoken" not in headers
+    ):
+        headers["X-XSRFToken"] = upgrade.xsrf_token
+    if request.body or request.method in ("POST", "PUT", "PATCH"):
+        headers["Content-Length"] = str(len(request.body))
+    return headers
+
+
+def request_uri(base_url: str, path: str) -> str:
+    """Join a validated tunnel ``path`` (starting with ``/``) to the server's ``base_url``."""
+    return base_url.rstrip("/") + path
+
+
+class InProcessDispatcher:
+    """Runs tunnelled requests through the server's own Tornado application."""
+
+    def __init__(
+        self,
+        application: Application,
+        server_connection: object,
+        upgrade: UpgradeContext,
+        chunk_size: int,
+    ) -> None:
+        self._application = application
+        self._server_connection = server_connection
+        self._upgrade = upgrade
+        self._chunk_size = chunk_size
+
+    def reply_stream(self, request: HttpRequest, send: SendFrame) -> ReplyStream:
+        """A new reply stream for ``request``, framed with this tunnel's chunk size."""
+        return ReplyStream(request.message_id, send, self._chunk_size)
+
+    async def dispatch(self, request: HttpRequest, reply: ReplyStream) -> None:
+        """Execute ``request`` and send its reply frames; returns after the final one.
+
+        If the task running this is cancelled (the client went away, the server
+        is stopping), the handler is told the connection closed.
+        """
+        context = _RequestContext(self._upgrade.remote_ip, self._upgrade.protocol)
+        connection = _TunnelledConnection(context, reply)
+        start_line = httputil.RequestStartLine(
+            request.method, request_uri(self._upgrade.base_url, request.path), "HTTP/1.1"
+        )
+        headers = build_request_headers(request, self._upgrade)
+        delegate = self._application.start_request(self._server_connection, connection)
+        try:
+            ready = delegate.headers_received(start_line, headers)
+            if ready is not None:
+                await ready
+            if request.body:
+                ready = delegate.data_received(request.body)
+                if ready is not None:
+                    await ready
+            delegate.finish()
+            await reply.run()
+        except BaseException as error:
+            connection.abort(error)
+            raise

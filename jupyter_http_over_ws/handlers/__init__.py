@@ -1,0 +1,9 @@
+"""Thin Tornado handlers: each authenticates, authorizes and hands off."""
+
+from __future__ import annotations
+
+from .diagnose import DiagnoseHandler
+from .proxied_ws import ProxiedWebSocketHandler
+from .tunnel import TunnelHandler
+
+__all__ = ["DiagnoseHandler", "ProxiedWebSocketHandler", "TunnelHandler"]

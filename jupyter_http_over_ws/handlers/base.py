@@ -1,0 +1,93 @@
+"""What every tunnel WebSocket handler shares: options, credentials, origin."""
+
+from __future__ import annotations
+
+import inspect
+from typing import TYPE_CHECKING, Any
+
+from ..dispatch import UpgradeContext
+from ..protocol import auth_url_token
+
+if TYPE_CHECKING:
+    from ..app import HttpOverWebSocketApp
+
+#: The query argument through which Colab-era clients pass a credentials URL.
+AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
+
+#: Upgrade-request headers that every tunnelled request and socket inherits: who the
+#: client is (credentials), where it comes from (origin, referer) and which name it
+#: used for this server (host), so the server's own checks see the same facts.
+IDENTITY_HEADERS = ("Host", "Origin", "Cookie", "Authorization", "Referer", "User-Agent")
+
+
+class TunnelSocketMixin:
+    """Mixed into the tunnel's WebSocket handlers, before jupyter_server's ``WebSocketMixin``."""
+
+    extension: HttpOverWebSocketApp
+    request: Any
+    log: Any
+    base_url: str
+
+    def initialize(self, extension: HttpOverWebSocketApp) -> None:
+        """Keep the extension, whose traitlets hold this server's tunnel settings."""
+        self.extension = extension
+
+    async def prepare(self, *args: Any, **kwargs: Any) -> None:
+        """Adopt the auth URL's token as credentials, then let jupyter_server authenticate."""
+        self._adopt_auth_url_token()
+        result = super().prepare(*args, **kwargs)  # type: ignore[misc]
+        if inspect.isawaitable(result):
+            await result
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest client message accepted, from ``HttpOverWebSocketApp.max_message_size``."""
+        return int(self.extension.max_message_size)
+
+    def get_compression_options(self) -> dict[str, Any] | None:
+        """No permessage-deflate: bodies are base64 of mostly incompressible data, and CPU is dear."""
+        return None
+
+    def _adopt_auth_url_token(self) -> None:
+        """Use the token inside ``jupyter_http_over_ws_auth_url`` as this request's credentials.
+
+        Colab-era clients send no other credentials: a cross-site upgrade carries no
+        login cookie. The original fetched that URL to collect cookies; we never fetch
+        it, never log it, and read its ``token`` once, as if the client had sent
+        ``Authorization: token ...``, so jupyter_server's identity provider accepts it
+        exactly as it would accept that token directly. Credentials the client sent
+        itself take precedence.
+        """
+        auth_url = self.request.query_arguments.get(AUTH_URL_ARG)
+        if not auth_url:
+            return
+        headers = self.request.headers
+        if "Authorization" in headers or self.request.query_arguments.get("token"):
+            return
+        try:
+            token = auth_url_token(auth_url[-1].decode("utf-8", "replace"), self.base_url)
+        except ValueError as error:
+            self.log.warning("Ignoring %s: %s", AUTH_URL_ARG, error)
+            return
+        if token:
+            headers["Authorization"] = f"token {token}"
+
+    def upgrade_context(self) -> UpgradeContext:
+        """The identity every tunnelled request or socket of this upgrade inherits."""
+        request = self.request
+        headers = [(name, request.headers[name]) for name in IDENTITY_HEADERS if name in request.headers]
+        token = request.query_arguments.get("token")
+        if token and "Authorization" not in request.headers:
+            # Credentials given as ?token= on the upgrade URL travel as a header inside,
+            # so they never appear in a tunnelled request's URL (or its log line).
+            headers.append(("Authorization", "token " + token[-1].decode("utf-8", "replace")))
+        if "Origin" not in request.headers and "Sec-Websocket-Origin" in request.headers:
+            headers.append(("Origin", request.headers["Sec-Websocket-Origin"]))
+        xsrf = request.cookies.get("_xsrf")
+        return UpgradeContext(
+            base_url=self.base_url,
+            headers=tuple(headers),
+            remote_ip=request.remote_ip,
+            protocol=request.protocol,
+            xsrf_token=xsrf.value if xsrf is not None else None,
+        )

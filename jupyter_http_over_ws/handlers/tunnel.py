@@ -1,0 +1,69 @@
+"""``{base_url}http_over_websocket``: the tunnel socket itself."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.auth.decorator import ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado.websocket import WebSocketHandler
+
+from .._version import __version__
+from ..dispatch import InProcessDispatcher
+from ..protocol import check_min_version
+from ..session import TunnelSession
+from .base import TunnelSocketMixin
+
+#: Close code for a client whose ``min_version`` this server cannot meet. The original
+#: used 400, which is not a valid close code; 4400 keeps the number and the reason.
+VERSION_CLOSE_CODE = 4400
+
+
+class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
+    """Accepts an authenticated tunnel and feeds its messages to a :class:`TunnelSession`."""
+
+    session: TunnelSession | None = None
+
+    @ws_authenticated
+    async def get(self, *args: Any, **kwargs: Any) -> None:
+        """Upgrade, once jupyter_server has authenticated the request (403 otherwise)."""
+        await super().get(*args, **kwargs)
+
+    def open(self, *args: Any, **kwargs: Any) -> None:
+        """Check the client's ``min_version``, then start the session."""
+        super().open(*args, **kwargs)
+        self.set_nodelay(True)
+        reason = check_min_version(self.get_argument("min_version", None), __version__)
+        if reason is not None:
+            self.log.warning("http_over_websocket: closing: %s", reason)
+            self.close(VERSION_CLOSE_CODE, reason)
+            return
+        dispatcher = InProcessDispatcher(
+            self.application,
+            self.request.server_connection,
+            self.upgrade_context(),
+            chunk_size=self.extension.chunk_size,
+        )
+        self.session = TunnelSession(
+            dispatcher,
+            self._send_frame,
+            max_in_flight=self.extension.max_requests_in_flight,
+            log=self.log,
+        )
+        self.extension.sessions.add(self.session)
+
+    async def _send_frame(self, frame: bytes) -> None:
+        # Tornado sends bytes given with binary=False as a text frame, unchanged.
+        await self.write_message(frame, binary=False)
+
+    def on_message(self, message: str | bytes) -> None:
+        """Start the request a client frame asks for; never wait for it here."""
+        if self.session is not None:
+            self.session.receive(message)
+
+    def on_close(self) -> None:
+        """Cancel what is still running for this client."""
+        if self.session is not None:
+            self.session.close()
+            self.extension.sessions.discard(self.session)

@@ -1,0 +1,459 @@
+"""The HTTP-over-WebSocket wire protocol, without any I/O.
+
+This module turns client frames into validated, typed requests and builds the
+JSON reply frames, exactly as the original ``jupyter_http_over_ws`` 0.0.8 put
+them on the wire (see ``docs/developers/protocol.md``). It imports no Tornado,
+asyncio or jupyter_server, so the server handlers, the Python client and every
+transport share it, and it is tested without a server.
+
+A malformed message raises :class:`ProtocolError`, which carries the HTTP status
+and reason phrase the tunnel answers with for that message alone.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
+
+from packaging.version import InvalidVersion, Version
+
+try:  # orjson is several times faster for the large base64 frames; optional.
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - exercised when orjson is absent
+    _orjson = None
+
+__all__ = [
+    "JSON_REQUIRED",
+    "MISSING_KEYS",
+    "REQUIRED_KEYS",
+    "UNCAUGHT_ERROR",
+    "Diagnosis",
+    "HttpRequest",
+    "ProtocolError",
+    "ReplyFrame",
+    "auth_url_token",
+    "check_min_version",
+    "decode_json",
+    "encode_diagnosis",
+    "encode_error",
+    "encode_reply",
+    "encode_request",
+    "is_outdated",
+    "normalize_path",
+    "parse_reply",
+    "parse_request",
+    "truncate_close_reason",
+]
+
+REQUIRED_KEYS: Final = ("message_id", "method", "path")
+JSON_REQUIRED: Final = "JSON input is required."
+MISSING_KEYS: Final = "The body must contain the following keys: " + ", ".join(REQUIRED_KEYS)
+UNCAUGHT_ERROR: Final = "Uncaught server-side exception. Check logs for additional details."
+
+#: The longest ``path`` (path and query) accepted, in characters. Tornado refuses a
+#: request line and headers over 64 KiB, so nothing longer could be sent directly.
+MAX_PATH_LENGTH: Final = 16 * 1024
+#: The most request headers one message may carry, and their total size in characters.
+MAX_HEADER_COUNT: Final = 100
+MAX_HEADERS_SIZE: Final = 64 * 1024
+#: The longest method name accepted.
+MAX_METHOD_LENGTH: Final = 32
+
+# RFC 9110 "token": what an HTTP method or header name may be made of.
+_TOKEN_RE: Final = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+# A URL scheme ("http:", "javascript:", "c:"): a path that starts with one is an absolute URL.
+_SCHEME_RE: Final = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:")
+# Control characters (CR, LF, NUL, ...) never belong in a request line or header.
+_CONTROL_RE: Final = re.compile(r"[\x00-\x1f\x7f]")
+_SEPARATORS_RE: Final = re.compile(r"[/\\]")
+# Characters left as they are when percent-encoding a path: everything a URL may hold
+# literally, plus "%" so that existing escapes survive. Spaces, non-ASCII and the
+# characters RFC 3986 excludes ("<>\"{}|^`) are encoded, as a browser would.
+_PATH_SAFE: Final = "!$&'()*+,/:;=?@[]~%"
+
+#: Request headers a client may not set through the tunnel: credentials come from the
+#: tunnel's own authenticated upgrade request, and hop-by-hop or framing headers describe
+#: a connection that does not exist for a tunnelled request.
+FORBIDDEN_REQUEST_HEADERS: Final = frozenset(
+    {
+        "authorization",
+        "connection",
+        "content-length",
+        "cookie",
+        "expect",
+        "forwarded",
+        "host",
+        "keep-alive",
+        "origin",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "sec-websocket-extensions",
+        "sec-websocket-key",
+        "sec-websocket-protocol",
+        "sec-websocket-version",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-scheme",
+    }
+)
+
+
+class ProtocolError(Exception):
+    """A message the tunnel refuses, with the HTTP status it answers with.
+
+    ``message_id`` is the id to echo, or ``None`` when the message had none.
+    """
+
+    def __init__(self, status: int, status_text: str, message_id: Any = None) -> None:
+        super().__init__(status_text)
+        self.status = status
+        self.status_text = status_text
+        self.message_id = message_id
+
+
+@dataclass(frozen=True)
+class HttpRequest:
+    """One tunnelled HTTP request, validated.
+
+    ``path`` is relative to the server's ``base_url``, starts with ``/``, is
+    percent-encoded and holds no fragment; ``method`` is upper case.
+    """
+
+    message_id: str | int | float
+    method: str
+    path: str
+    body: bytes = b""
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class ReplyFrame:
+    """One reply frame as a client reads it (see :func:`parse_reply`)."""
+
+    message_id: Any
+    done: bool
+    status: int | None = None
+    status_text: str | None = None
+    headers: dict[str, str] | None = None
+    data: bytes | None = None
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The answer of the ``diagnose`` endpoint."""
+
+    message_id: str
+    extension_version: str
+    has_authentication_cookie: bool
+    is_outdated_extension: bool
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def _dumps(obj: Any) -> bytes:
+    """Encode ``obj`` as compact UTF-8 JSON."""
+    if _orjson is not None:
+        return _orjson.dumps(obj)
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def decode_json(message: str | bytes) -> Any:
+    """Decode a JSON text, raising :class:`ValueError` on anything else."""
+    if _orjson is not None:
+        try:
+            return _orjson.loads(message)
+        except _orjson.JSONDecodeError as e:
+            raise ValueError(str(e)) from None
+    return json.loads(message)
+
+
+# ---------------------------------------------------------------- client requests
+
+
+def parse_request(message: str | bytes) -> HttpRequest:
+    """Validate one client frame of the tunnel socket and return the request it asks for.
+
+    Raises :class:`ProtocolError` (400, 413, 414, 431) for a message that is not JSON,
+    lacks a required key, or holds a value of the wrong type or a hostile path.
+    """
+    try:
+        obj = decode_json(message)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise ProtocolError(400, JSON_REQUIRED) from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(400, MISSING_KEYS)
+    message_id = obj.get("message_id")
+    missing = [key for key in REQUIRED_KEYS if key not in obj]
+    if missing:
+        raise ProtocolError(400, f"{MISSING_KEYS} (missing: {', '.join(missing)})", message_id)
+    if isinstance(message_id, bool) or not isinstance(message_id, (str, int, float)):
+        raise ProtocolError(400, '"message_id" must be a string or a number', message_id)
+    method = _parse_method(obj["method"], message_id)
+    path = normalize_path(obj["path"], message_id)
+    body = _parse_body(obj, message_id)
+    headers = _parse_headers(obj.get("headers"), message_id)
+    return HttpRequest(message_id, method, path, body, headers)
+
+
+def _parse_method(method: Any, message_id: Any) -> str:
+    if not isinstance(method, str):
+        raise ProtocolError(400, '"method" must be a string', message_id)
+    if not method or len(method) > MAX_METHOD_LENGTH or not _TOKEN_RE.match(method):
+        raise ProtocolError(400, f"Invalid HTTP method: {method[:MAX_METHOD_LENGTH]!r}", message_id)
+    return method.upper()
+
+
+def normalize_path(path: Any, message_id: Any = None) -> str:
+    """Check that ``path`` names a resource of this server and percent-encode it.
+
+    The tunnel joins the result to the server's ``base_url``, so it must never be
+    able to name another host or leave ``base_url``: absolute URLs (``http://...``),
+    network paths (``//host``), backslashes, control characters (CR, LF, NUL) and
+    ``.`` or ``..`` segments, plain or percent-encoded, are refused with 400.
+    A missing leading ``/`` is added; a ``#fragment`` is dropped, as browsers do.
+    """
+    if not isinstance(path, str):
+        raise ProtocolError(400, '"path" must be a string', message_id)
+    if len(path) > MAX_PATH_LENGTH:
+        raise ProtocolError(414, f"Path longer than {MAX_PATH_LENGTH} characters", message_id)
+    if _CONTROL_RE.search(path):
+        raise ProtocolError(400, "Path must not contain control characters", message_id)
+    if "\\" in path:
+        raise ProtocolError(400, "Path must not contain backslashes", message_id)
+    if _SCHEME_RE.match(path):
+        raise ProtocolError(400, "Path must be relative to this server, not a URL", message_id)
+    path = path.partition("#")[0]
+    if path.startswith("//"):
+        raise ProtocolError(400, "Path must not start with '//'", message_id)
+    if not path.startswith("/"):
+        path = "/" + path
+    route, _, query = path.partition("?")
+    for segment in route.split("/"):
+        # A handler unquotes its path arguments: "%2e%2e" and "a%2F..%2Fb" are ".." too.
+        decoded = unquote(segment, errors="replace") if "%" in segment else segment
+        if any(part in (".", "..") for part in _SEPARATORS_RE.split(decoded)):
+            raise ProtocolError(400, "Path must not contain '.' or '..' segments", message_id)
+    encoded = quote(route, safe=_PATH_SAFE)
+    if query:
+        encoded += "?" + quote(query, safe=_PATH_SAFE)
+    return encoded
+
+
+def _parse_body(obj: Mapping[str, Any], message_id: Any) -> bytes:
+    body_base64 = obj.get("body_base64")
+    if body_base64 is not None:
+        if not isinstance(body_base64, str):
+            raise ProtocolError(400, '"body_base64" must be a string', message_id)
+        try:
+            return base64.b64decode(body_base64, validate=True)
+        except (binascii.Error, ValueError):
+            raise ProtocolError(400, '"body_base64" is not valid base64', message_id) from None
+    body = obj.get("body")
+    if body is None:
+        return b""
+    if not isinstance(body, str):
+        raise ProtocolError(400, '"body" must be a string', message_id)
+    try:
+        return body.encode("utf-8")
+    except UnicodeEncodeError:  # lone surrogates from a JSON "\ud800" escape
+        raise ProtocolError(400, '"body" is not valid Unicode text', message_id) from None
+
+
+def _parse_headers(headers: Any, message_id: Any) -> tuple[tuple[str, str], ...]:
+    if headers is None:
+        return ()
+    if not isinstance(headers, dict):
+        raise ProtocolError(400, '"headers" must be an object of strings', message_id)
+    if len(headers) > MAX_HEADER_COUNT:
+        raise ProtocolError(431, f"More than {MAX_HEADER_COUNT} request headers", message_id)
+    size = 0
+    result = []
+    for name, value in headers.items():
+        if not isinstance(value, str):
+            raise ProtocolError(400, f"Header {name[:64]!r} must be a string", message_id)
+        if not _TOKEN_RE.match(name):
+            raise ProtocolError(400, f"Invalid header name: {name[:64]!r}", message_id)
+        if _CONTROL_RE.search(value.replace("\t", " ")):
+            raise ProtocolError(400, f"Invalid value for header {name!r}", message_id)
+        size += len(name) + len(value)
+        if size > MAX_HEADERS_SIZE:
+            raise ProtocolError(431, "Request headers too large", message_id)
+        if name.lower() in FORBIDDEN_REQUEST_HEADERS:
+            continue  # credentials and framing come from the tunnel itself
+        result.append((name, value))
+    return tuple(result)
+
+
+def encode_request(
+    message_id: str | int,
+    method: str,
+    path: str,
+    *,
+    body: bytes | str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> bytes:
+    """Build one client request frame (used by the Python client)."""
+    msg: dict[str, Any] = {"message_id": message_id, "method": method, "path": path}
+    if isinstance(body, str):
+        msg["body"] = body
+    elif body:
+        msg["body_base64"] = base64.b64encode(body).decode("ascii")
+    if headers:
+        msg["headers"] = dict(headers)
+    return _dumps(msg)
+
+
+# ------------------------------------------------------------------ server replies
+
+
+def encode_reply(
+    message_id: Any,
+    *,
+    done: bool,
+    status: int | None = None,
+    status_text: str | None = None,
+    headers: Iterable[tuple[str, str]] | Mapping[str, str] | None = None,
+    data: bytes | memoryview | None = None,
+) -> bytes:
+    """Build one reply frame as UTF-8 JSON bytes (to be sent as a text frame).
+
+    ``status``, ``status_text`` and ``headers`` belong on the first frame of a reply
+    only; ``data`` is added only when there are body bytes. Repeated header names
+    are joined with ``", "``, as the original did.
+    """
+    frame: dict[str, Any] = {"message_id": message_id}
+    if status is not None:
+        frame["status"] = status
+        frame["statusText"] = status_text or ""
+        frame["headers"] = _headers_object(headers or ())
+    if data:
+        frame["data"] = base64.b64encode(data).decode("ascii")
+    frame["done"] = done
+    return _dumps(frame)
+
+
+def _headers_object(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    result: dict[str, str] = {}
+    for name, value in items:
+        result[name] = f"{result[name]}, {value}" if name in result else value
+    return result
+
+
+def encode_error(error: ProtocolError) -> bytes:
+    """Build the single final frame that answers a refused message."""
+    frame: dict[str, Any] = {}
+    if error.message_id is not None:
+        frame["message_id"] = error.message_id
+    frame.update(status=error.status, statusText=error.status_text, done=True)
+    return _dumps(frame)
+
+
+def parse_reply(message: str | bytes) -> ReplyFrame:
+    """Decode one reply frame (used by clients). Raises :class:`ValueError` if malformed."""
+    obj = decode_json(message)
+    if not isinstance(obj, dict) or not isinstance(obj.get("done"), bool):
+        raise ValueError("not a reply frame")
+    data = obj.get("data")
+    return ReplyFrame(
+        message_id=obj.get("message_id"),
+        done=obj["done"],
+        status=obj.get("status"),
+        status_text=obj.get("statusText"),
+        headers=obj.get("headers"),
+        data=base64.b64decode(data) if data else None,
+    )
+
+
+# ------------------------------------------------------------- versions and auth
+
+
+def _parse_version(value: str) -> Version:
+    return Version(value)
+
+
+def check_min_version(min_version: str | None, current: str) -> str | None:
+    """Return the close reason for a ``min_version`` the server cannot meet, else ``None``.
+
+    The reasons are the original's texts, which frontends show to users.
+    """
+    if min_version is None:
+        return None
+    try:
+        wanted = _parse_version(min_version)
+    except InvalidVersion:
+        return truncate_close_reason(f'Invalid "min_version" provided: {min_version}')
+    if wanted > _parse_version(current):
+        return truncate_close_reason(
+            f"Requested version ({min_version}) > Current version ({current}). "
+            "Please upgrade this package."
+        )
+    return None
+
+
+def is_outdated(min_version: str | None, current: str) -> bool:
+    """Whether the client asked for a newer version than ``current`` (for ``diagnose``)."""
+    if not min_version:
+        return False
+    try:
+        return _parse_version(min_version) > _parse_version(current)
+    except InvalidVersion:
+        return False
+
+
+def truncate_close_reason(reason: str) -> str:
+    """Cut ``reason`` to the 123 bytes of UTF-8 a WebSocket close frame can carry."""
+    encoded = reason.encode("utf-8")
+    if len(encoded) <= 123:
+        return reason
+    return encoded[:120].decode("utf-8", errors="ignore") + "..."
+
+
+def auth_url_token(auth_url: str, base_url: str) -> str | None:
+    """Read the ``token`` query argument of a ``jupyter_http_over_ws_auth_url``.
+
+    The URL must be an ``http(s)`` URL whose path lies under ``base_url``: the
+    credentials it carries are for this server. Its host is deliberately not
+    compared with the server's, so that SSH and LAN port forwarding (where the
+    browser's host differs from the server's) keep working; the URL is never
+    fetched. Raises :class:`ValueError` for a URL that does not point at this server.
+    """
+    parts = urlsplit(auth_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("the auth URL must be an http(s) URL of this server")
+    path = parts.path or "/"
+    prefix = base_url if base_url.endswith("/") else base_url + "/"
+    if not (path + "/").startswith(prefix) and not path.startswith(prefix):
+        raise ValueError("the auth URL's path is outside this server's base_url")
+    for name, value in parse_qsl(parts.query, keep_blank_values=False):
+        if name == "token":
+            return value
+    return None
+
+
+# ----------------------------------------------------------------------- diagnose
+
+
+def encode_diagnosis(diagnosis: Diagnosis) -> bytes:
+    """Build the ``diagnose`` endpoint's answer frame."""
+    frame: dict[str, Any] = {
+        "message_id": diagnosis.message_id,
+        "extension_version": diagnosis.extension_version,
+        "has_authentication_cookie": diagnosis.has_authentication_cookie,
+        "is_outdated_extension": diagnosis.is_outdated_extension,
+    }
+    return _dumps(frame)

@@ -1,0 +1,130 @@
+"""One client's tunnel, whatever its transport: in-flight requests, limits, cancellation.
+
+A transport (the WebSocket handler today) feeds every client text frame to
+:meth:`TunnelSession.receive` and gives the session a ``send`` coroutine for
+reply frames. Each valid request runs in its own task, so one slow or large
+response never holds up the others (no head-of-line blocking), and every
+request ends with exactly one ``done: true`` frame, whatever happens to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
+from .protocol import (
+    UNCAUGHT_ERROR,
+    HttpRequest,
+    ProtocolError,
+    encode_error,
+    encode_reply,
+    parse_request,
+)
+
+#: The reason phrase of the final frame of requests cut short by a server shutdown.
+SHUTDOWN_TEXT = "Server shutting down."
+
+
+class TunnelSession:
+    """The requests of one tunnel client and the rules they run under."""
+
+    def __init__(
+        self,
+        dispatcher: InProcessDispatcher,
+        send: SendFrame,
+        *,
+        max_in_flight: int,
+        log: logging.Logger,
+    ) -> None:
+        self._dispatcher = dispatcher
+        self._send = send
+        self._max_in_flight = max_in_flight
+        self._log = log
+        self._in_flight: dict[asyncio.Task[None], ReplyStream] = {}
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    @property
+    def in_flight(self) -> int:
+        """How many requests are running."""
+        return len(self._in_flight)
+
+    def receive(self, message: str | bytes) -> None:
+        """Handle one client frame: start its request, or answer the error it causes."""
+        if self._closed:
+            return
+        try:
+            request = parse_request(message)
+        except ProtocolError as error:
+            self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
+            self._spawn(self._send_quietly(encode_error(error)))
+            return
+        if self._max_in_flight and len(self._in_flight) >= self._max_in_flight:
+            error = ProtocolError(
+                429,
+                f"Too many requests in flight on this socket (limit {self._max_in_flight})",
+                request.message_id,
+            )
+            self._spawn(self._send_quietly(encode_error(error)))
+            return
+        reply = self._dispatcher.reply_stream(request, self._send)
+        task = asyncio.create_task(self._run(request, reply))
+        self._in_flight[task] = reply
+        task.add_done_callback(self._forget)
+
+    async def _run(self, request: HttpRequest, reply: ReplyStream) -> None:
+        try:
+            await self._dispatcher.dispatch(request, reply)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self._log.exception(
+                "http_over_websocket: %s request failed inside the tunnel", request.method
+            )
+            await self._finish_reply(reply, 500, UNCAUGHT_ERROR)
+
+    async def _finish_reply(self, reply: ReplyStream, status: int, text: str) -> None:
+        """Send the final frame of a request that could not complete normally."""
+        if reply.done_sent:
+            return
+        if reply.head_sent:
+            # The status is already on the wire; all that is left to say is "no more data".
+            frame = encode_reply(reply.message_id, done=True)
+        else:
+            frame = encode_error(ProtocolError(status, text, reply.message_id))
+        await self._send_quietly(frame)
+
+    async def _send_quietly(self, frame: bytes) -> None:
+        try:
+            await self._send(frame)
+        except Exception:  # the socket closed under us: nobody left to tell
+            self._log.debug("http_over_websocket: reply dropped, the socket is closed")
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+        if not task.cancelled() and task.exception() is not None:
+            self._log.error("http_over_websocket: request task failed: %r", task.exception())
+
+    def close(self) -> None:
+        """The client is gone: cancel every request (their handlers see a closed connection)."""
+        self._closed = True
+        for task in list(self._in_flight) + list(self._background):
+            task.cancel()
+
+    async def shutdown(self) -> None:
+        """The server is stopping: end every request with a final frame, then cancel it."""
+        self._closed = True
+        replies = list(self._in_flight.items())
+        for task, reply in replies:
+            task.cancel()
+        for _, reply in replies:
+            await self._finish_reply(reply, 503, SHUTDOWN_TEXT)
+        await asyncio.gather(*(task for task, _ in replies), return_exceptions=True)
+

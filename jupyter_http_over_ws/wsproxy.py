@@ -1,0 +1,74 @@
+"""Relaying one client WebSocket to one of this server's own WebSockets.
+
+The upstream socket is opened to the very address the client reached (the
+accepted socket's local address), never to anything derived from the client's
+``Host`` header or path, so a relay cannot leave this server. It carries the
+client's identity headers, so the upstream handler (for example the kernel
+channels) authenticates and authorizes it exactly as a direct connection.
+Frames keep their type (text or binary) and the close code and reason pass
+through in both directions.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Any
+
+from tornado import httpclient, httputil
+from tornado.iostream import IOStream, SSLIOStream
+from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+#: Close codes an endpoint may send (RFC 6455 section 7.4; 1005, 1006 and 1015 are
+#: reserved for reporting and must never appear in a close frame).
+_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+
+
+def sendable_close_code(code: int | None) -> int | None:
+    """``code`` if it may be put in a close frame, else ``None`` (a plain close)."""
+    if code is None:
+        return None
+    if code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999:
+        return code
+    return None
+
+
+def local_origin(stream: IOStream) -> str:
+    """``ws://host:port`` (or ``wss://``) of the socket this server accepted ``stream`` on."""
+    scheme = "wss" if isinstance(stream, SSLIOStream) else "ws"
+    address = stream.socket.getsockname() if stream.socket is not None else None
+    if not isinstance(address, tuple):
+        raise OSError("the server is not listening on a TCP socket; cannot relay WebSockets")
+    host, port = address[0], address[1]
+    if stream.socket is not None and stream.socket.family == socket.AF_INET6:
+        host = f"[{host}]"
+    return f"{scheme}://{host}:{port}"
+
+
+async def connect_upstream(
+    url: str,
+    headers: httputil.HTTPHeaders,
+    subprotocols: list[str] | None,
+    *,
+    max_message_size: int,
+    connect_timeout: float,
+) -> WebSocketClientConnection:
+    """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal."""
+    request = httpclient.HTTPRequest(
+        url,
+        headers=headers,
+        connect_timeout=connect_timeout,
+        request_timeout=connect_timeout,
+        # The certificate is the server's own and the address its own socket's.
+        validate_cert=False,
+        follow_redirects=False,
+    )
+    connection = await websocket_connect(
+        request, subprotocols=subprotocols or None, max_message_size=max_message_size
+    )
+    connection.protocol.set_nodelay(True)  # small kernel messages must not wait for Nagle
+    return connection
+
+
+def is_binary(message: Any) -> bool:
+    """Whether a relayed message must go out as a binary frame."""
+    return isinstance(message, (bytes, bytearray, memoryview))
