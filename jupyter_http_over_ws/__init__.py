@@ -24,7 +24,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> Any:
     """Load the extension into a running ``ServerApp`` (the legacy entry point)."""
     from .app import HttpOverWebSocketApp
 
-    return HttpOverWebSocketApp._load_jupyter_server_extension(serverapp)
+    return HttpOverWebSocketApp._load_jupyter_server_extension(serverapp)  # type: ignore[no-untyped-call]
 
 
 #: The name the original package (and old configs) used.

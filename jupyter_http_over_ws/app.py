@@ -8,7 +8,7 @@ on the command line (``--HttpOverWebSocketApp.max_message_size=...``) or in a
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Any, Protocol
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Int, TraitError, validate
@@ -16,6 +16,14 @@ from traitlets import Float, Int, TraitError, validate
 from ._version import __version__
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
 from .session import TunnelSession
+
+
+class ShutdownAware(Protocol):
+    """A socket handler the extension ends on server shutdown."""
+
+    async def shutdown(self) -> None:
+        """Finish what can be finished and close the socket with 1001."""
+
 
 MiB = 1024 * 1024
 
@@ -82,13 +90,15 @@ class HttpOverWebSocketApp(ExtensionApp):
     def _non_negative(self, proposal: dict[str, Any]) -> int:
         value = int(proposal["value"])
         if value < 0:
-            raise TraitError(f"HttpOverWebSocketApp.max_requests_in_flight must be >= 0, not {value}")
+            raise TraitError(
+                f"HttpOverWebSocketApp.max_requests_in_flight must be >= 0, not {value}"
+            )
         return value
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: The tunnels open on this server, ended with a final frame on shutdown.
-        self.sessions: set[TunnelSession] = set()
+        #: The tunnel sockets open on this server, ended cleanly on shutdown.
+        self.sockets: set[ShutdownAware] = set()
 
     def initialize_handlers(self) -> None:
         """Register the three endpoints under the server's ``base_url``."""
@@ -101,8 +111,17 @@ class HttpOverWebSocketApp(ExtensionApp):
             ]
         )
 
+    @property
+    def sessions(self) -> list[TunnelSession]:
+        """The sessions of the open tunnel sockets."""
+        return [s for s in (getattr(h, "session", None) for h in self.sockets) if s is not None]
+
     async def stop_extension(self) -> None:
-        """Give every in-flight tunnelled request its final frame before the server stops."""
-        sessions = list(self.sessions)
-        self.sessions.clear()
-        await asyncio.gather(*(s.shutdown() for s in sessions), return_exceptions=True)
+        """End every tunnel cleanly before the server stops.
+
+        In-flight tunnelled requests get their final frame (503 if their response
+        had not started), then every socket closes with 1001 (going away).
+        """
+        sockets = list(self.sockets)
+        self.sockets.clear()
+        await asyncio.gather(*(s.shutdown() for s in sockets), return_exceptions=True)

@@ -18,11 +18,12 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, cast
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
+_orjson: Any
 try:  # orjson is several times faster for the large base64 frames; optional.
     import orjson as _orjson
 except ImportError:  # pragma: no cover - exercised when orjson is absent
@@ -167,7 +168,7 @@ class Diagnosis:
 def _dumps(obj: Any) -> bytes:
     """Encode ``obj`` as compact UTF-8 JSON."""
     if _orjson is not None:
-        return _orjson.dumps(obj)
+        return cast(bytes, _orjson.dumps(obj))
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 

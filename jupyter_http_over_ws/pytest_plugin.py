@@ -30,7 +30,9 @@ def hows_token(jp_serverapp: Any) -> str:
 
 
 @pytest.fixture
-def hows_tunnel(hows_server_url: str, hows_token: str, jp_asyncio_loop: Any) -> Iterator[TunnelClient]:
+def hows_tunnel(
+    hows_server_url: str, hows_token: str, jp_asyncio_loop: Any
+) -> Iterator[TunnelClient]:
     """A token-authenticated tunnel client connected to the test server."""
     client = jp_asyncio_loop.run_until_complete(
         TunnelClient.connect(hows_server_url, token=hows_token)

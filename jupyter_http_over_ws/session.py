@@ -62,12 +62,12 @@ class TunnelSession:
             self._spawn(self._send_quietly(encode_error(error)))
             return
         if self._max_in_flight and len(self._in_flight) >= self._max_in_flight:
-            error = ProtocolError(
+            busy = ProtocolError(
                 429,
                 f"Too many requests in flight on this socket (limit {self._max_in_flight})",
                 request.message_id,
             )
-            self._spawn(self._send_quietly(encode_error(error)))
+            self._spawn(self._send_quietly(encode_error(busy)))
             return
         reply = self._dispatcher.reply_stream(request, self._send)
         task = asyncio.create_task(self._run(request, reply))
@@ -122,9 +122,8 @@ class TunnelSession:
         """The server is stopping: end every request with a final frame, then cancel it."""
         self._closed = True
         replies = list(self._in_flight.items())
-        for task, reply in replies:
+        for task, _ in replies:
             task.cancel()
         for _, reply in replies:
             await self._finish_reply(reply, 503, SHUTDOWN_TEXT)
         await asyncio.gather(*(task for task, _ in replies), return_exceptions=True)
-

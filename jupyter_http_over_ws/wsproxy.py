@@ -13,14 +13,22 @@ from __future__ import annotations
 
 import socket
 from typing import Any
+from urllib.parse import quote
 
 from tornado import httpclient, httputil
 from tornado.iostream import IOStream, SSLIOStream
+from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.websocket import WebSocketClientConnection, websocket_connect
+
+#: Where proxied sockets live, relative to ``base_url``; the rest of the path names
+#: the socket to relay to.
+PROXIED_WS_PREFIX = "http_over_websocket/proxied_ws/"
 
 #: Close codes an endpoint may send (RFC 6455 section 7.4; 1005, 1006 and 1015 are
 #: reserved for reporting and must never appear in a close frame).
-_SENDABLE_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014})
+_SENDABLE_CLOSE_CODES = frozenset(
+    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
+)
 
 
 def sendable_close_code(code: int | None) -> int | None:
@@ -65,8 +73,39 @@ async def connect_upstream(
     connection = await websocket_connect(
         request, subprotocols=subprotocols or None, max_message_size=max_message_size
     )
-    connection.protocol.set_nodelay(True)  # small kernel messages must not wait for Nagle
+    if connection.protocol is not None:  # small kernel messages must not wait for Nagle
+        connection.protocol.set_nodelay(True)
     return connection
+
+
+def raw_route_argument(request_path: str, route_prefix: str, decoded: str) -> str:
+    """Return the part of ``request_path`` after ``route_prefix``, as the client encoded it.
+
+    Tornado passes path arguments to handlers percent-decoded; relaying a decoded path
+    would decode it again upstream (``%2541`` would arrive as ``A``, ``%3F`` would
+    start a query, ``%23`` a fragment). Should the request path not start with the
+    prefix literally, ``decoded`` is encoded again so that it decodes to itself.
+    """
+    if request_path.startswith(route_prefix):
+        return request_path[len(route_prefix) :]
+    return quote(decoded, safe="/")
+
+
+def upstream_refusal_status(error: httpclient.HTTPClientError) -> int:
+    """Return the status for the client when the upstream refused the upgrade.
+
+    The server's own refusals (403, 404, 500, ...) pass through unchanged, so the
+    client learns what a direct connection would have told it. Tornado reports
+    "no response" as 599: a timeout becomes 504, anything else 502. Any other answer
+    (a redirect, a plain page) means the path names no WebSocket: 400.
+    """
+    if isinstance(error, HTTPTimeoutError):
+        return 504
+    if error.code == 599:
+        return 502
+    if 400 <= error.code < 599:
+        return error.code
+    return 400
 
 
 def is_binary(message: Any) -> bool:

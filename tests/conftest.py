@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_http_over_ws.client import TunnelClient
-
 pytest_plugins = ["jupyter_http_over_ws.pytest_plugin"]
 
 

@@ -65,5 +65,6 @@ class Endpoint:
         connection = await websocket_connect(
             request, subprotocols=subprotocols, max_message_size=self.max_message_size
         )
-        connection.protocol.set_nodelay(True)
+        if connection.protocol is not None:
+            connection.protocol.set_nodelay(True)
         return connection

@@ -221,7 +221,10 @@ class TunnelClient:
         body: bytes | str | None = None,
         headers: Mapping[str, str] | None = None,
     ) -> _StreamContext:
-        """Send one request and read its body as it arrives::
+        """Send one request and read its body as it arrives.
+
+        Example::
+
 
         async with tunnel.stream("GET", "/files/big.bin") as response:
             async for chunk in response: ...

@@ -45,7 +45,7 @@ class TunnelSocketMixin:
         return int(self.extension.max_message_size)
 
     def get_compression_options(self) -> dict[str, Any] | None:
-        """No permessage-deflate: bodies are base64 of mostly incompressible data, and CPU is dear."""
+        """Offer no permessage-deflate: bodies are mostly incompressible base64; CPU is dear."""
         return None
 
     def _adopt_auth_url_token(self) -> None:
@@ -75,7 +75,9 @@ class TunnelSocketMixin:
     def upgrade_context(self) -> UpgradeContext:
         """The identity every tunnelled request or socket of this upgrade inherits."""
         request = self.request
-        headers = [(name, request.headers[name]) for name in IDENTITY_HEADERS if name in request.headers]
+        headers = [
+            (name, request.headers[name]) for name in IDENTITY_HEADERS if name in request.headers
+        ]
         token = request.query_arguments.get("token")
         if token and "Authorization" not in request.headers:
             # Credentials given as ?token= on the upgrade URL travel as a header inside,

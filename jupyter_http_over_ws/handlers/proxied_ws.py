@@ -8,12 +8,31 @@ from typing import Any
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
+from jupyter_server.utils import url_path_join
 from tornado import httpclient, httputil, web
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
+from tornado.websocket import (
+    WebSocketClientConnection,
+    WebSocketClosedError,
+    WebSocketError,
+    WebSocketHandler,
+)
 
 from ..protocol import ProtocolError, normalize_path
-from ..wsproxy import connect_upstream, is_binary, local_origin, sendable_close_code
+from ..wsproxy import (
+    PROXIED_WS_PREFIX,
+    connect_upstream,
+    is_binary,
+    local_origin,
+    raw_route_argument,
+    sendable_close_code,
+    upstream_refusal_status,
+)
 from .base import TunnelSocketMixin
+
+#: Upgrade-request headers passed upstream besides the identity every tunnelled
+#: request inherits: ``Sec-Fetch-Site`` is part of Tornado's cross-origin check, so
+#: the upstream handler must see it to decide exactly as it would for a direct socket.
+_EXTRA_UPSTREAM_HEADERS = ("Sec-Fetch-Site",)
 
 
 class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -34,11 +53,15 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         """Authenticate (403 otherwise), check the origin, connect upstream, then upgrade."""
         # Tornado checks the origin only inside super().get(); check it before
         # anything is opened upstream on the client's behalf.
-        error = self._check_cross_origin(self.check_origin)
-        if error is not None:
+        if self._cross_origin_error() is not None:
             raise web.HTTPError(403, "Cross origin websockets not allowed")
+        # Relay the path as the client encoded it: Tornado decoded ``path``, and the
+        # upstream handler decodes again.
+        raw = raw_route_argument(
+            self.request.path, url_path_join(self.base_url, PROXIED_WS_PREFIX), path
+        )
         try:
-            target = normalize_path(path)
+            target = normalize_path(raw)
         except ProtocolError as e:
             raise web.HTTPError(e.status, e.status_text) from None
         if self.request.query:
@@ -58,18 +81,44 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
                 connect_timeout=self.extension.connect_timeout,
             )
         except httpclient.HTTPClientError as e:
-            raise web.HTTPError(e.code, "upstream refused the WebSocket") from None
+            status = upstream_refusal_status(e)
+            if status >= 500:
+                self.log.warning("http_over_websocket: cannot reach %s: %s", self.request.path, e)
+            raise web.HTTPError(status, "upstream refused the WebSocket") from None
+        except WebSocketError:  # answered, but not with an upgrade: no WebSocket there
+            raise web.HTTPError(400, "not a WebSocket endpoint") from None
         except OSError as e:
             self.log.warning("http_over_websocket: cannot reach %s: %s", self.request.path, e)
             raise web.HTTPError(502, "cannot reach the upstream WebSocket") from None
-        await super().get(path)
-        if self.ws_connection is None and self.upstream is not None:
-            self.upstream.close()  # the client's upgrade failed after all
+        try:
+            await super().get(path)
+        finally:
+            if self.ws_connection is None and self.upstream is not None:
+                self.upstream.close()  # the client's upgrade failed after all
+                self.upstream = None
+
+    def _cross_origin_error(self) -> str | None:
+        """Why Tornado's ``get()`` would refuse this upgrade's origin, or ``None``."""
+        check = getattr(self, "_check_cross_origin", None)
+        if check is not None:  # Tornado >= 6.6, which also weighs Sec-Fetch-Site
+            result: str | None = check(self.check_origin)
+            return result
+        # Older Tornado: the origin alone, exactly as its WebSocketHandler.get() did.
+        headers = self.request.headers
+        origin = (
+            headers.get("Origin") if "Origin" in headers else headers.get("Sec-Websocket-Origin")
+        )
+        if origin is not None and not self.check_origin(origin):
+            return f"Origin {origin!r} not allowed"
+        return None
 
     def _upstream_headers(self) -> httputil.HTTPHeaders:
         headers = httputil.HTTPHeaders()
         for name, value in self.upgrade_context().headers:
             headers[name] = value
+        for name in _EXTRA_UPSTREAM_HEADERS:
+            if name in self.request.headers:
+                headers[name] = self.request.headers[name]
         return headers
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:

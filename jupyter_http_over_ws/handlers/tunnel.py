@@ -12,12 +12,14 @@ from tornado.websocket import WebSocketHandler
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
 from ..protocol import check_min_version
-from ..session import TunnelSession
+from ..session import SHUTDOWN_TEXT, TunnelSession
 from .base import TunnelSocketMixin
 
 #: Close code for a client whose ``min_version`` this server cannot meet. The original
 #: used 400, which is not a valid close code; 4400 keeps the number and the reason.
 VERSION_CLOSE_CODE = 4400
+#: "Going away": the server is shutting down.
+SHUTDOWN_CLOSE_CODE = 1001
 
 
 class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -51,7 +53,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
             max_in_flight=self.extension.max_requests_in_flight,
             log=self.log,
         )
-        self.extension.sessions.add(self.session)
+        self.extension.sockets.add(self)
 
     async def _send_frame(self, frame: bytes) -> None:
         # Tornado sends bytes given with binary=False as a text frame, unchanged.
@@ -64,6 +66,12 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
 
     def on_close(self) -> None:
         """Cancel what is still running for this client."""
+        self.extension.sockets.discard(self)
         if self.session is not None:
             self.session.close()
-            self.extension.sessions.discard(self.session)
+
+    async def shutdown(self) -> None:
+        """The server is stopping: final frames for in-flight requests, then close (1001)."""
+        if self.session is not None:
+            await self.session.shutdown()
+        self.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_TEXT)

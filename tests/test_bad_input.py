@@ -1,0 +1,134 @@
+"""Malformed messages get a 4xx for that message alone; the socket and other requests go on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+
+import pytest
+
+from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.protocol import JSON_REQUIRED
+
+pytestmark = pytest.mark.timeout(60)
+
+
+async def next_unmatched(client):
+    return await asyncio.wait_for(client.unmatched.get(), 10)
+
+
+@pytest.mark.parametrize("message", ["not json", "[1, 2", "", "\ufeff{}"])
+async def test_not_json(hows_tunnel, message):
+    hows_tunnel.send_raw(message)
+    frame = await next_unmatched(hows_tunnel)
+    assert (frame.message_id, frame.status, frame.status_text, frame.done) == (
+        None,
+        400,
+        JSON_REQUIRED,
+        True,
+    )
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+
+
+async def test_binary_frame_on_the_tunnel(hows_tunnel):
+    hows_tunnel.send_raw(b"\x00\x01\x02", binary=True)
+    frame = await next_unmatched(hows_tunnel)
+    assert frame.status == 400
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+
+
+@pytest.mark.parametrize(
+    ("message", "status", "text"),
+    [
+        ({"message_id": "m1", "method": "GET"}, 400, "The body must contain the following keys"),
+        ({"message_id": "m2", "path": "/api/status"}, 400, "The body must contain"),
+        ({"message_id": "m3", "method": 7, "path": "/api/status"}, 400, "method"),
+        ({"message_id": "m4", "method": "GET", "path": ["x"]}, 400, "path"),
+        ({"message_id": "m5", "method": "PUT", "path": "/x", "body_base64": "@@@"}, 400, "base64"),
+        ({"message_id": "m6", "method": "GET", "path": "http://127.0.0.1:1/"}, 400, "not a URL"),
+        ({"message_id": "m7", "method": "GET", "path": "//127.0.0.1:1/x"}, 400, "//"),
+        ({"message_id": "m8", "method": "GET", "path": "/api/../../x"}, 400, ".."),
+        ({"message_id": "m9", "method": "GET", "path": "/a\r\nHost: x"}, 400, "control"),
+        ({"message_id": "m10", "method": "GET", "path": "/" + "a" * 20000}, 414, "longer"),
+        ({"message_id": "m11", "method": "GET\r\n", "path": "/"}, 400, "method"),
+        (
+            {"message_id": "m12", "method": "GET", "path": "/", "headers": {"X": "a\nb"}},
+            400,
+            "header",
+        ),
+        ({"message_id": "m13", "method": "GET", "path": "/", "headers": []}, 400, "headers"),
+        ({"message_id": "m14", "method": "GET", "path": "/", "body": {"a": 1}}, 400, "body"),
+    ],
+)
+async def test_bad_messages_are_answered_for_their_id(hows_tunnel, message, status, text):
+    hows_tunnel.send_raw(json.dumps(message))
+    frame = await next_unmatched(hows_tunnel)
+    assert frame.message_id == message["message_id"]
+    assert frame.status == status
+    assert text in frame.status_text
+    assert frame.done is True
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+
+
+async def test_bad_messages_do_not_disturb_requests_in_flight(hows_tunnel, jp_root_dir):
+    payload = os.urandom(6 * 1024 * 1024)
+    (jp_root_dir / "big.bin").write_bytes(payload)
+    download = asyncio.ensure_future(hows_tunnel.request("GET", "/files/big.bin"))
+    junk_messages = [
+        "junk",
+        "{}",
+        '{"message_id": "junk-1"}',
+        json.dumps({"message_id": "junk-2", "method": "GET", "path": "//evil"}),
+    ]
+    for junk in junk_messages:
+        hows_tunnel.send_raw(junk)
+    reply = await download
+    assert reply.body == payload
+    for _ in range(4):
+        assert (await next_unmatched(hows_tunnel)).status == 400
+
+
+async def test_huge_numbers_and_deep_nesting(hows_tunnel):
+    hows_tunnel.send_raw('{"message_id": 1e999999, "method": "GET", "path": "/"}')
+    hows_tunnel.send_raw("[" * 100000 + "]" * 100000)
+    frames = [await next_unmatched(hows_tunnel) for _ in range(2)]
+    assert sorted(f.status for f in frames) == [400, 400]
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}},
+            "HttpOverWebSocketApp": {"max_requests_in_flight": 2},
+        }
+    ],
+)
+async def test_requests_over_the_in_flight_limit_get_429(hows_tunnel, jp_root_dir):
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(8 * 1024 * 1024))
+    replies = await asyncio.gather(
+        *(hows_tunnel.request("GET", "/files/big.bin") for _ in range(3))
+    )
+    statuses = sorted(r.status for r in replies)
+    assert statuses == [200, 200, 429]
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}},
+            "HttpOverWebSocketApp": {"max_message_size": 64 * 1024},
+        }
+    ],
+)
+async def test_message_over_the_size_limit_closes_with_1009(hows_server_url, hows_token):
+    client = await TunnelClient.connect(hows_server_url, token=hows_token)
+    client.send_raw(
+        json.dumps({"message_id": 1, "method": "PUT", "path": "/x", "body": "a" * 70000})
+    )
+    await asyncio.wait_for(client.wait_closed(), 10)
+    assert client.close_code == 1009
