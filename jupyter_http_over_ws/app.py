@@ -8,13 +8,15 @@ on the command line (``--HttpOverWebSocketApp.max_message_size=...``) or in a
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any, Protocol
 
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Float, Int, TraitError, validate
+from traitlets import Float, Int, List, TraitError, Unicode, validate
 
 from ._version import __version__
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
+from .protocol import PathPolicy
 from .session import TunnelSession
 
 
@@ -69,6 +71,20 @@ class HttpOverWebSocketApp(ExtensionApp):
         ),
     )
 
+    allowed_paths = List(
+        Unicode(),
+        default_value=[],
+        config=True,
+        help=(
+            "Regular expressions for the paths (relative to base_url, query left out) that "
+            "tunnelled requests and proxied WebSockets may reach, each matched from the "
+            "start of the path. A request for any other path is answered with 403. The "
+            "default, an empty list, allows every path the server serves; the server's own "
+            "authentication and authorization apply either way. Example: "
+            "['/api/(contents|kernels|sessions|kernelspecs)', '/files/']."
+        ),
+    )
+
     connect_timeout = Float(
         20.0,
         config=True,
@@ -85,6 +101,23 @@ class HttpOverWebSocketApp(ExtensionApp):
             name = proposal["trait"].name
             raise TraitError(f"HttpOverWebSocketApp.{name} must be at least 1024, not {value}")
         return value
+
+    @validate("allowed_paths")
+    def _valid_patterns(self, proposal: dict[str, Any]) -> list[str]:
+        patterns = list(proposal["value"])
+        for pattern in patterns:
+            try:
+                re.compile(pattern)
+            except re.error as e:
+                raise TraitError(
+                    f"HttpOverWebSocketApp.allowed_paths: invalid pattern {pattern!r}: {e}"
+                ) from None
+        return patterns
+
+    @property
+    def path_policy(self) -> PathPolicy:
+        """The compiled ``allowed_paths``."""
+        return PathPolicy.compile(self.allowed_paths)
 
     @validate("max_requests_in_flight")
     def _non_negative(self, proposal: dict[str, Any]) -> int:

@@ -17,6 +17,7 @@ from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
 from .protocol import (
     UNCAUGHT_ERROR,
     HttpRequest,
+    PathPolicy,
     ProtocolError,
     encode_error,
     encode_reply,
@@ -37,11 +38,13 @@ class TunnelSession:
         *,
         max_in_flight: int,
         log: logging.Logger,
+        path_policy: PathPolicy | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._send = send
         self._max_in_flight = max_in_flight
         self._log = log
+        self._path_policy = path_policy or PathPolicy()
         self._in_flight: dict[asyncio.Task[None], ReplyStream] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
@@ -57,6 +60,7 @@ class TunnelSession:
             return
         try:
             request = parse_request(message)
+            self._path_policy.check(request.path, request.message_id)
         except ProtocolError as error:
             self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
             self._spawn(self._send_quietly(encode_error(error)))

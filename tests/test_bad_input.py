@@ -132,3 +132,21 @@ async def test_message_over_the_size_limit_closes_with_1009(hows_server_url, how
     )
     await asyncio.wait_for(client.wait_closed(), 10)
     assert client.close_code == 1009
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}},
+            "HttpOverWebSocketApp": {"allowed_paths": ["/api/contents", "/files/"]},
+        }
+    ],
+)
+async def test_allowed_paths(hows_tunnel, jp_root_dir):
+    (jp_root_dir / "x.txt").write_text("x")
+    assert (await hows_tunnel.request("GET", "/api/contents?content=0")).status == 200
+    assert (await hows_tunnel.request("GET", "/files/x.txt")).status == 200
+    refused = await hows_tunnel.request("GET", "/api/kernels")
+    assert refused.status == 403
+    assert "allowed_paths" in refused.reason

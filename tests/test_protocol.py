@@ -308,3 +308,13 @@ def test_diagnosis_frame_has_exactly_four_fields():
         "has_authentication_cookie": False,
         "is_outdated_extension": True,
     }
+
+
+def test_encode_request_picks_the_smaller_body_encoding():
+    text = json.loads(encode_request(1, "PUT", "/x", body="é".encode()))
+    assert text["body"] == "é"
+    assert "body_base64" not in text
+    binary = json.loads(encode_request(1, "PUT", "/x", body=b"\xff\x00"))
+    assert base64.b64decode(binary["body_base64"]) == b"\xff\x00"
+    assert "body" not in binary
+    assert parse_request(encode_request(1, "PUT", "/x", body=b"\xff\x00")).body == b"\xff\x00"

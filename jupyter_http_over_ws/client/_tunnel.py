@@ -206,8 +206,9 @@ class TunnelClient:
     ) -> Response:
         """Send one request and return the whole response.
 
-        ``path`` is relative to the server's ``base_url`` (``/api/contents``). A ``str``
-        body travels as ``body``, ``bytes`` as ``body_base64`` (byte-exact).
+        ``path`` is relative to the server's ``base_url`` (``/api/contents``). The body
+        arrives byte-exact: text and UTF-8 bytes travel as ``body``, other bytes as
+        ``body_base64``.
         """
         stream = await self._stream(method, path, body, headers, message_id)
         body_bytes = await stream.read()

@@ -52,6 +52,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
             self._send_frame,
             max_in_flight=self.extension.max_requests_in_flight,
             log=self.log,
+            path_policy=self.extension.path_policy,
         )
         self.extension.sockets.add(self)
 
