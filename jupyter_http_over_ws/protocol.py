@@ -345,10 +345,10 @@ def encode_request(
     msg: dict[str, Any] = {"message_id": message_id, "method": method, "path": path}
     if isinstance(body, bytes):
         try:
-            body = body.decode("utf-8")
+            msg["body"] = body.decode("utf-8")
         except UnicodeDecodeError:
             msg["body_base64"] = base64.b64encode(body).decode("ascii")
-    if isinstance(body, str) and body:
+    elif body:
         msg["body"] = body
     if headers:
         msg["headers"] = dict(headers)
