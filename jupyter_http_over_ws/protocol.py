@@ -19,9 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, cast
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
-
-from packaging.version import InvalidVersion, Version
+from urllib.parse import quote, unquote
 
 _orjson: Any
 try:  # orjson is several times faster for the large base64 frames; optional.
@@ -34,23 +32,17 @@ __all__ = [
     "MISSING_KEYS",
     "REQUIRED_KEYS",
     "UNCAUGHT_ERROR",
-    "Diagnosis",
     "HttpRequest",
     "PathPolicy",
     "ProtocolError",
     "ReplyFrame",
-    "auth_url_token",
-    "check_min_version",
     "decode_json",
-    "encode_diagnosis",
     "encode_error",
     "encode_reply",
     "encode_request",
-    "is_outdated",
     "normalize_path",
     "parse_reply",
     "parse_request",
-    "truncate_close_reason",
 ]
 
 REQUIRED_KEYS: Final = ("message_id", "method", "path")
@@ -153,20 +145,10 @@ class ReplyFrame:
     data: bytes | None = None
 
 
-@dataclass(frozen=True)
-class Diagnosis:
-    """The answer of the ``diagnose`` endpoint."""
-
-    message_id: str
-    extension_version: str
-    has_authentication_cookie: bool
-    is_outdated_extension: bool
-
-
 # --------------------------------------------------------------------------- JSON
 
 
-def _dumps(obj: Any) -> bytes:
+def dumps(obj: Any) -> bytes:
     """Encode ``obj`` as compact UTF-8 JSON."""
     if _orjson is not None:
         return cast(bytes, _orjson.dumps(obj))
@@ -352,7 +334,7 @@ def encode_request(
         msg["body"] = body
     if headers:
         msg["headers"] = dict(headers)
-    return _dumps(msg)
+    return dumps(msg)
 
 
 # ------------------------------------------------------------------ server replies
@@ -381,7 +363,7 @@ def encode_reply(
     if data:
         frame["data"] = base64.b64encode(data).decode("ascii")
     frame["done"] = done
-    return _dumps(frame)
+    return dumps(frame)
 
 
 def _headers_object(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
@@ -398,7 +380,7 @@ def encode_error(error: ProtocolError) -> bytes:
     if error.message_id is not None:
         frame["message_id"] = error.message_id
     frame.update(status=error.status, statusText=error.status_text, done=True)
-    return _dumps(frame)
+    return dumps(frame)
 
 
 def parse_reply(message: str | bytes) -> ReplyFrame:
@@ -415,83 +397,3 @@ def parse_reply(message: str | bytes) -> ReplyFrame:
         headers=obj.get("headers"),
         data=base64.b64decode(data) if data else None,
     )
-
-
-# ------------------------------------------------------------- versions and auth
-
-
-def _parse_version(value: str) -> Version:
-    return Version(value)
-
-
-def check_min_version(min_version: str | None, current: str) -> str | None:
-    """Return the close reason for a ``min_version`` the server cannot meet, else ``None``.
-
-    The reasons are the original's texts, which frontends show to users.
-    """
-    if min_version is None:
-        return None
-    try:
-        wanted = _parse_version(min_version)
-    except InvalidVersion:
-        return truncate_close_reason(f'Invalid "min_version" provided: {min_version}')
-    if wanted > _parse_version(current):
-        return truncate_close_reason(
-            f"Requested version ({min_version}) > Current version ({current}). "
-            "Please upgrade this package."
-        )
-    return None
-
-
-def is_outdated(min_version: str | None, current: str) -> bool:
-    """Whether the client asked for a newer version than ``current`` (for ``diagnose``)."""
-    if not min_version:
-        return False
-    try:
-        return _parse_version(min_version) > _parse_version(current)
-    except InvalidVersion:
-        return False
-
-
-def truncate_close_reason(reason: str) -> str:
-    """Cut ``reason`` to the 123 bytes of UTF-8 a WebSocket close frame can carry."""
-    encoded = reason.encode("utf-8")
-    if len(encoded) <= 123:
-        return reason
-    return encoded[:120].decode("utf-8", errors="ignore") + "..."
-
-
-def auth_url_token(auth_url: str, base_url: str) -> str | None:
-    """Read the ``token`` query argument of a ``jupyter_http_over_ws_auth_url``.
-
-    The URL must be an ``http(s)`` URL whose path lies under ``base_url``: the
-    credentials it carries are for this server. Its host is deliberately not
-    compared with the server's, so that SSH and LAN port forwarding (where the
-    browser's host differs from the server's) keep working; the URL is never
-    fetched. Raises :class:`ValueError` for a URL that does not point at this server.
-    """
-    parts = urlsplit(auth_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("the auth URL must be an http(s) URL of this server")
-    path = parts.path or "/"
-    prefix = base_url if base_url.endswith("/") else base_url + "/"
-    if not (path + "/").startswith(prefix) and not path.startswith(prefix):
-        raise ValueError("the auth URL's path is outside this server's base_url")
-    for name, value in parse_qsl(parts.query, keep_blank_values=False):
-        if name == "token":
-            return value
-    return None
-
-
-# ----------------------------------------------------------------------- diagnose
-
-
-def encode_diagnosis(diagnosis: Diagnosis) -> bytes:
-    """Build the ``diagnose`` endpoint's answer frame."""
-    frame: dict[str, Any] = {
-        "message_id": diagnosis.message_id,
-        "extension_version": diagnosis.extension_version,
-        "has_authentication_cookie": diagnosis.has_authentication_cookie,
-        "is_outdated_extension": diagnosis.is_outdated_extension,
-    }
-    return _dumps(frame)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..protocol import Diagnosis, decode_json
+from ..handshake import Diagnosis
+from ..protocol import decode_json
 from ._connect import Endpoint
 
 

@@ -11,7 +11,7 @@ from tornado.websocket import WebSocketHandler
 
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
-from ..protocol import check_min_version
+from ..handshake import check_min_version
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from .base import TunnelSocketMixin
 
