@@ -27,10 +27,12 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
-from .protocol import HttpRequest, encode_reply
+from .framing import JSON, Framing
+from .protocol import HttpRequest
 
-#: Sends one reply frame (UTF-8 JSON) to the client; resolves once it is written.
-SendFrame = Callable[[bytes], Awaitable[None]]
+#: Sends one frame to the client (text if the flag is false, binary if true);
+#: resolves once it is written to the socket.
+SendFrame = Callable[[bytes, bool], Awaitable[None]]
 
 #: Methods whose cookie-authenticated requests pass the server's XSRF check only
 #: with the ``_xsrf`` token; the tunnel supplies it from the upgrade's cookie, as
@@ -76,10 +78,13 @@ class ReplyStream:
     end written by one ``finish()``) is a single frame, as in the original.
     """
 
-    def __init__(self, message_id: Any, send: SendFrame, chunk_size: int) -> None:
+    def __init__(
+        self, message_id: Any, send: SendFrame, chunk_size: int, framing: Framing = JSON
+    ) -> None:
         self.message_id = message_id
         self._send = send
         self._chunk_size = chunk_size
+        self._framing = framing
         self._head: tuple[int, str, list[tuple[str, str]]] | None = None
         self._head_sent = False
         self._chunks: deque[tuple[bytes | memoryview, asyncio.Future[None] | None]] = deque()
@@ -95,8 +100,22 @@ class ReplyStream:
 
     @property
     def done_sent(self) -> bool:
-        """Whether the final (``done: true``) frame has been sent."""
+        """Whether the final (``done: true``) frame has been sent (or taken over)."""
         return self._done_sent
+
+    @property
+    def binary(self) -> bool:
+        """Whether this reply's frames are binary."""
+        return self._framing.binary
+
+    def abandon(self) -> None:
+        """Send nothing more: the caller sends the final frame (cancel, error, shutdown)."""
+        self._done_sent = True
+        self.close(StreamClosedError())
+
+    def final_frame(self) -> bytes:
+        """A frame that ends this reply without more data."""
+        return self._framing.encode_reply(self.message_id, done=True)
 
     def start(
         self, status: int, reason: str, headers: httputil.HTTPHeaders, chunk: bytes | None
@@ -154,12 +173,13 @@ class ReplyStream:
                 if not future.done():
                     future.set_result(None)
             return
+        encode = self._framing.encode_reply
         if self._head_sent:
-            frame = encode_reply(self.message_id, data=data, done=done)
+            frame = encode(self.message_id, data=data, done=done)
         else:
             assert self._head is not None
             status, reason, headers = self._head
-            frame = encode_reply(
+            frame = encode(
                 self.message_id,
                 status=status,
                 status_text=reason,
@@ -170,7 +190,7 @@ class ReplyStream:
             self._head_sent = True
         if done:
             self._done_sent = True
-        await self._send(frame)
+        await self._send(frame, self._framing.binary)
         for future in resolved:
             if not future.done():
                 future.set_result(None)
@@ -273,15 +293,17 @@ class InProcessDispatcher:
         server_connection: object,
         upgrade: UpgradeContext,
         chunk_size: int,
+        framing: Framing = JSON,
     ) -> None:
         self._application = application
         self._server_connection = server_connection
         self._upgrade = upgrade
         self._chunk_size = chunk_size
+        self.framing = framing
 
     def reply_stream(self, request: HttpRequest, send: SendFrame) -> ReplyStream:
-        """A new reply stream for ``request``, framed with this tunnel's chunk size."""
-        return ReplyStream(request.message_id, send, self._chunk_size)
+        """A new reply stream for ``request``, with this tunnel's framing and chunk size."""
+        return ReplyStream(request.message_id, send, self._chunk_size, self.framing)
 
     async def dispatch(self, request: HttpRequest, reply: ReplyStream) -> None:
         """Execute ``request`` and send its reply frames; returns after the final one.

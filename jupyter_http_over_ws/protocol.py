@@ -18,7 +18,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Final, cast
+from typing import Any, Final, TypeGuard, cast
 from urllib.parse import quote, unquote
 
 _orjson: Any
@@ -32,6 +32,7 @@ __all__ = [
     "MISSING_KEYS",
     "REQUIRED_KEYS",
     "UNCAUGHT_ERROR",
+    "Cancel",
     "HttpRequest",
     "PathPolicy",
     "ProtocolError",
@@ -41,6 +42,7 @@ __all__ = [
     "encode_reply",
     "encode_request",
     "normalize_path",
+    "parse_message",
     "parse_reply",
     "parse_request",
 ]
@@ -134,6 +136,17 @@ class HttpRequest:
 
 
 @dataclass(frozen=True)
+class Cancel:
+    """A client's request to stop the in-flight request ``message_id`` (our addition).
+
+    Sent as ``{"message_id": ..., "cancel": true}``. The cancelled request still
+    ends with exactly one final frame (status 499 if its response had not started).
+    """
+
+    message_id: str | int | float
+
+
+@dataclass(frozen=True)
 class ReplyFrame:
     """One reply frame as a client reads it (see :func:`parse_reply`)."""
 
@@ -202,23 +215,47 @@ def parse_request(message: str | bytes) -> HttpRequest:
     Raises :class:`ProtocolError` (400, 413, 414, 431) for a message that is not JSON,
     lacks a required key, or holds a value of the wrong type or a hostile path.
     """
+    request = parse_message(message)
+    if isinstance(request, Cancel):
+        raise ProtocolError(400, MISSING_KEYS, request.message_id)
+    return request
+
+
+def parse_message(message: str | bytes) -> HttpRequest | Cancel:
+    """Like :func:`parse_request`, but also accepts a :class:`Cancel` message."""
+    return message_from_object(decode_object(message))
+
+
+def decode_object(message: str | bytes) -> Any:
+    """Decode a client message's JSON, raising the protocol's 400 if it is not JSON."""
     try:
-        obj = decode_json(message)
+        return decode_json(message)
     except (ValueError, UnicodeDecodeError, RecursionError):
         raise ProtocolError(400, JSON_REQUIRED) from None
+
+
+def message_from_object(obj: Any, body: bytes | None = None) -> HttpRequest | Cancel:
+    """Validate a decoded client message; ``body``, if given, replaces its body keys."""
     if not isinstance(obj, dict):
         raise ProtocolError(400, MISSING_KEYS)
     message_id = obj.get("message_id")
+    if obj.get("cancel") is True and "method" not in obj and _valid_id(message_id):
+        return Cancel(message_id)
     missing = [key for key in REQUIRED_KEYS if key not in obj]
     if missing:
         raise ProtocolError(400, f"{MISSING_KEYS} (missing: {', '.join(missing)})", message_id)
-    if isinstance(message_id, bool) or not isinstance(message_id, (str, int, float)):
+    if not _valid_id(message_id):
         raise ProtocolError(400, '"message_id" must be a string or a number', message_id)
     method = _parse_method(obj["method"], message_id)
     path = normalize_path(obj["path"], message_id)
-    body = _parse_body(obj, message_id)
+    if body is None:
+        body = _parse_body(obj, message_id)
     headers = _parse_headers(obj.get("headers"), message_id)
     return HttpRequest(message_id, method, path, body, headers)
+
+
+def _valid_id(message_id: Any) -> TypeGuard[str | int | float]:
+    return isinstance(message_id, (str, int, float)) and not isinstance(message_id, bool)
 
 
 def _parse_method(method: Any, message_id: Any) -> str:

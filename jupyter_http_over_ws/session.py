@@ -14,18 +14,23 @@ import logging
 from typing import Any
 
 from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
+from .framing import parse_binary_message
 from .protocol import (
     UNCAUGHT_ERROR,
+    Cancel,
     HttpRequest,
     PathPolicy,
     ProtocolError,
     encode_error,
-    encode_reply,
-    parse_request,
+    parse_message,
 )
 
 #: The reason phrase of the final frame of requests cut short by a server shutdown.
 SHUTDOWN_TEXT = "Server shutting down."
+#: The status and reason of a request the client cancelled before its response began
+#: (nginx's "client closed request").
+CANCELLED_STATUS = 499
+CANCELLED_TEXT = "Request cancelled by the client."
 
 
 class TunnelSession:
@@ -46,6 +51,7 @@ class TunnelSession:
         self._log = log
         self._path_policy = path_policy or PathPolicy()
         self._in_flight: dict[asyncio.Task[None], ReplyStream] = {}
+        self._by_id: dict[Any, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -59,7 +65,13 @@ class TunnelSession:
         if self._closed:
             return
         try:
-            request = parse_request(message)
+            if isinstance(message, bytes) and self._dispatcher.framing.binary:
+                request = parse_binary_message(message)
+            else:
+                request = parse_message(message)
+            if isinstance(request, Cancel):
+                self._cancel(request.message_id)
+                return
             self._path_policy.check(request.path, request.message_id)
         except ProtocolError as error:
             self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
@@ -76,7 +88,17 @@ class TunnelSession:
         reply = self._dispatcher.reply_stream(request, self._send)
         task = asyncio.create_task(self._run(request, reply))
         self._in_flight[task] = reply
+        self._by_id[request.message_id] = task
         task.add_done_callback(self._forget)
+
+    def _cancel(self, message_id: Any) -> None:
+        """Stop an in-flight request; it still gets its final frame (499 if not started)."""
+        task = self._by_id.get(message_id)
+        if task is None or task.done():
+            return  # already complete: its final frame is on its way
+        reply = self._in_flight[task]
+        task.cancel()
+        self._spawn(self._finish_reply(reply, CANCELLED_STATUS, CANCELLED_TEXT))
 
     async def _run(self, request: HttpRequest, reply: ReplyStream) -> None:
         try:
@@ -93,16 +115,16 @@ class TunnelSession:
         """Send the final frame of a request that could not complete normally."""
         if reply.done_sent:
             return
+        reply.abandon()
         if reply.head_sent:
             # The status is already on the wire; all that is left to say is "no more data".
-            frame = encode_reply(reply.message_id, done=True)
+            await self._send_quietly(reply.final_frame(), reply.binary)
         else:
-            frame = encode_error(ProtocolError(status, text, reply.message_id))
-        await self._send_quietly(frame)
+            await self._send_quietly(encode_error(ProtocolError(status, text, reply.message_id)))
 
-    async def _send_quietly(self, frame: bytes) -> None:
+    async def _send_quietly(self, frame: bytes, binary: bool = False) -> None:
         try:
-            await self._send(frame)
+            await self._send(frame, binary)
         except Exception:  # the socket closed under us: nobody left to tell
             self._log.debug("http_over_websocket: reply dropped, the socket is closed")
 
@@ -112,7 +134,9 @@ class TunnelSession:
         task.add_done_callback(self._background.discard)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
-        self._in_flight.pop(task, None)
+        reply = self._in_flight.pop(task, None)
+        if reply is not None and self._by_id.get(reply.message_id) is task:
+            del self._by_id[reply.message_id]
         if not task.cancelled() and task.exception() is not None:
             self._log.error("http_over_websocket: request task failed: %r", task.exception())
 

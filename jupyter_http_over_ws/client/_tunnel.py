@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import AsyncIterator, Mapping
@@ -12,7 +13,8 @@ from typing import Any
 
 from tornado.websocket import WebSocketClientConnection
 
-from ..protocol import ReplyFrame, encode_request, parse_reply
+from ..framing import FRAMING_HEADER, encode_binary_request, parse_binary_reply, parse_hello
+from ..protocol import ReplyFrame, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
 
 
@@ -43,6 +45,7 @@ class Response:
 class StreamingResponse:
     """A tunnelled response whose body is read chunk by chunk (``async for chunk in it``)."""
 
+    message_id: Any
     status: int
     reason: str
     headers: dict[str, str]
@@ -65,6 +68,11 @@ class StreamingResponse:
             if frame.data:
                 yield frame.data
 
+    @property
+    def done(self) -> bool:
+        """Whether the final frame has been read."""
+        return self._done
+
     async def read(self) -> bytes:
         """The rest of the body."""
         return b"".join([chunk async for chunk in self])
@@ -76,6 +84,11 @@ class TunnelClient:
     def __init__(self, endpoint: Endpoint, connection: WebSocketClientConnection) -> None:
         self.endpoint = endpoint
         self._connection = connection
+        #: The framing requests go out in: ``"json"`` (every server) or ``"binary"``
+        #: once the server has confirmed it (see :mod:`jupyter_http_over_ws.framing`).
+        self.framing = "json"
+        if connection.headers is not None and connection.headers.get(FRAMING_HEADER) == "binary":
+            self.framing = "binary"
         self._ids = itertools.count(1)
         self._pending: dict[Any, asyncio.Queue[ReplyFrame | BaseException]] = {}
         #: Reply frames that named no pending request (e.g. ``JSON input is required.``).
@@ -95,12 +108,15 @@ class TunnelClient:
         headers: Mapping[str, str] | None = None,
         connect_timeout: float = 20.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        framing: str = "json",
     ) -> TunnelClient:
         """Open the tunnel to the Jupyter server at ``url`` (including its ``base_url``).
 
         Credentials: ``token`` (sent as ``Authorization: token ...``), login ``cookies``,
         or ``auth_url``, a URL of this server carrying ``?token=`` as Colab-era clients
         send it. ``origin`` is the web origin to present, as a browser page would.
+        ``framing="binary"`` asks for raw binary bodies (faster; servers that do not
+        know it, like the original, keep using JSON frames and the client follows).
         Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses.
         """
         endpoint = Endpoint(
@@ -117,6 +133,8 @@ class TunnelClient:
             query["min_version"] = min_version
         if auth_url:
             query["jupyter_http_over_ws_auth_url"] = auth_url
+        if framing != "json":
+            query["framing"] = framing
         connection = await endpoint.open("http_over_websocket", query)
         return cls(endpoint, connection)
 
@@ -156,7 +174,14 @@ class TunnelClient:
                 message = await self._connection.read_message()
                 if message is None:
                     break
-                frame = parse_reply(message)
+                if isinstance(message, bytes):
+                    frame = parse_binary_reply(message)
+                else:
+                    hello = parse_hello(message)
+                    if hello is not None:
+                        self.framing = hello
+                        continue
+                    frame = parse_reply(message)
                 queue = self._pending.get(frame.message_id)
                 if queue is None:
                     self.unmatched.put_nowait(frame)
@@ -190,10 +215,19 @@ class TunnelClient:
             message_id = next(self._ids)
         queue: asyncio.Queue[ReplyFrame | BaseException] = asyncio.Queue()
         self._pending[message_id] = queue
-        self._connection.write_message(
-            encode_request(message_id, method, path, body=body, headers=headers)
-        )
+        if self.framing == "binary":
+            raw = body.encode("utf-8") if isinstance(body, str) else body
+            frame = encode_binary_request(message_id, method, path, body=raw, headers=headers)
+            self._connection.write_message(frame, binary=True)
+        else:
+            frame = encode_request(message_id, method, path, body=body, headers=headers)
+            self._connection.write_message(frame)
         return queue
+
+    def cancel(self, message_id: Any) -> None:
+        """Ask the server to stop request ``message_id`` (its final frame still arrives)."""
+        if message_id in self._pending and not self._reader.done():
+            self._connection.write_message(dumps({"message_id": message_id, "cancel": True}))
 
     async def request(
         self,
@@ -247,6 +281,7 @@ class TunnelClient:
         if first.status is None:
             raise ValueError(f"reply without a status: {first!r}")
         return StreamingResponse(
+            message_id=first.message_id,
             status=first.status,
             reason=first.status_text or "",
             headers=dict(first.headers or {}),
@@ -287,4 +322,10 @@ class _StreamContext:
         return self._response
 
     async def __aexit__(self, *exc: object) -> None:
-        return None
+        # Leaving early (an error, or a reader that has seen enough) cancels the request
+        # on the server, so it stops producing data nobody reads.
+        response = self._response
+        if response is not None and not response.done:
+            self._client.cancel(response.message_id)
+            with contextlib.suppress(Exception):
+                await response.read()

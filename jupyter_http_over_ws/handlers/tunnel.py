@@ -11,6 +11,7 @@ from tornado.websocket import WebSocketHandler
 
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
+from ..framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
 from ..handshake import check_min_version
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from .base import TunnelSocketMixin
@@ -27,9 +28,15 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
 
     session: TunnelSession | None = None
 
+    framing: Framing = JSON
+
     @ws_authenticated
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Upgrade, once jupyter_server has authenticated the request (403 otherwise)."""
+        self.framing = select_framing(self.get_argument("framing", None))
+        if self.framing.binary:
+            # Only a client that asked sees this (Python clients read it off the upgrade).
+            self.set_header(FRAMING_HEADER, self.framing.name)
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
@@ -46,6 +53,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
             self.request.server_connection,
             self.upgrade_context(),
             chunk_size=self.extension.chunk_size,
+            framing=self.framing,
         )
         self.session = TunnelSession(
             dispatcher,
@@ -55,10 +63,12 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
             path_policy=self.extension.path_policy,
         )
         self.extension.sockets.add(self)
+        if self.framing.binary:
+            self.write_message(binary_hello(__version__), binary=False)
 
-    async def _send_frame(self, frame: bytes) -> None:
+    async def _send_frame(self, frame: bytes, binary: bool) -> None:
         # Tornado sends bytes given with binary=False as a text frame, unchanged.
-        await self.write_message(frame, binary=False)
+        await self.write_message(frame, binary=binary)
 
     def on_message(self, message: str | bytes) -> None:
         """Start the request a client frame asks for; never wait for it here."""

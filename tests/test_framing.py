@@ -1,0 +1,168 @@
+"""The opt-in binary framing: pure layout tests, then through a real server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import struct
+
+import pytest
+
+from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.client._connect import Endpoint
+from jupyter_http_over_ws.framing import (
+    BINARY,
+    FRAMING_HEADER,
+    JSON,
+    binary_hello,
+    encode_binary_reply,
+    encode_binary_request,
+    parse_binary_message,
+    parse_binary_reply,
+    parse_hello,
+    select_framing,
+)
+from jupyter_http_over_ws.protocol import Cancel, ProtocolError, parse_message
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_binary_request_roundtrip():
+    body = bytes(range(256))
+    frame = encode_binary_request("m", "put", "/api/x", body=body, headers={"X-A": "1"})
+    (length,) = struct.unpack(">I", frame[:4])
+    assert json.loads(frame[4 : 4 + length]) == {
+        "message_id": "m",
+        "method": "put",
+        "path": "/api/x",
+        "headers": {"X-A": "1"},
+    }
+    assert frame[4 + length :] == body
+    request = parse_binary_message(frame)
+    assert (request.method, request.path, request.body, request.headers) == (
+        "PUT",
+        "/api/x",
+        body,
+        (("X-A", "1"),),
+    )
+
+
+def test_binary_reply_roundtrip():
+    frame = encode_binary_reply(
+        3, status=200, status_text="OK", headers={"A": "b"}, data=b"\x00" * 10, done=False
+    )
+    reply = parse_binary_reply(frame)
+    assert (reply.message_id, reply.status, reply.headers, reply.data, reply.done) == (
+        3,
+        200,
+        {"A": "b"},
+        b"\x00" * 10,
+        False,
+    )
+    last = parse_binary_reply(encode_binary_reply(3, done=True))
+    assert (last.data, last.done, last.status) == (None, True, None)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\x00\x00",
+        b"\x00\x00\x00\x10{}",
+        b"\xff\xff\xff\xff",
+        b"\x00\x00\x00\x02no",
+        struct.pack(">I", 2) + b"[]",
+    ],
+)
+def test_malformed_binary_frames_are_400(frame):
+    with pytest.raises(ProtocolError) as e:
+        parse_binary_message(frame)
+    assert e.value.status == 400
+
+
+def test_binary_frame_paths_are_checked_too():
+    with pytest.raises(ProtocolError) as e:
+        parse_binary_message(encode_binary_request("m", "GET", "//evil.example/"))
+    assert (e.value.status, e.value.message_id) == (400, "m")
+
+
+def test_cancel_message():
+    assert parse_message('{"message_id": 4, "cancel": true}') == Cancel(4)
+    with pytest.raises(ProtocolError):
+        parse_message('{"message_id": null, "cancel": true}')
+
+
+def test_hello_and_selection():
+    assert parse_hello(binary_hello("1.0")) == "binary"
+    assert parse_hello('{"message_id": 1, "done": true}') is None
+    assert parse_hello("junk") is None
+    assert select_framing("binary") is BINARY
+    assert select_framing(None) is JSON
+    assert select_framing("bogus") is JSON
+
+
+async def test_binary_framing_through_the_server(hows_server_url, hows_token, jp_root_dir):
+    payload = os.urandom(5 * 1024 * 1024 + 3)
+    async with await TunnelClient.connect(hows_server_url, token=hows_token, framing="binary") as c:
+        assert c.framing == "binary"
+        (jp_root_dir / "b.bin").write_bytes(payload)
+        down = await c.request("GET", "/files/b.bin")
+        assert down.body == payload
+        body = json.dumps({"type": "file", "format": "text", "content": "é" * 1000})
+        up = await c.request("PUT", "/api/contents/t.txt", body=body.encode())
+        assert up.status == 201
+        assert (jp_root_dir / "t.txt").read_text() == "é" * 1000
+        assert (await c.request("GET", "/api/status")).status == 200
+
+
+async def test_binary_framing_is_announced_only_to_who_asks(hows_server_url, hows_token):
+    asked = await Endpoint(hows_server_url, token=hows_token).open(
+        "http_over_websocket", {"framing": "binary"}
+    )
+    assert asked.headers[FRAMING_HEADER] == "binary"
+    assert parse_hello(await asyncio.wait_for(asked.read_message(), 5)) == "binary"
+    # A text request still works on a binary tunnel; its reply comes as a binary frame.
+    asked.write_message('{"message_id": 1, "method": "GET", "path": "/api/status"}')
+    reply = parse_binary_reply(await asyncio.wait_for(asked.read_message(), 5))
+    assert (reply.message_id, reply.status, reply.done) == (1, 200, True)
+    asked.close()
+
+    legacy = await Endpoint(hows_server_url, token=hows_token).open("http_over_websocket")
+    assert FRAMING_HEADER not in legacy.headers
+    legacy.write_message('{"message_id": 1, "method": "GET", "path": "/api/status"}')
+    first = await asyncio.wait_for(legacy.read_message(), 5)
+    assert isinstance(first, str)
+    assert json.loads(first)["status"] == 200
+    legacy.close()
+
+
+async def test_malformed_binary_frame_on_a_live_tunnel(hows_server_url, hows_token):
+    async with await TunnelClient.connect(hows_server_url, token=hows_token, framing="binary") as c:
+        c.send_raw(b"\x00\x00\x00\x09garbage!!", binary=True)
+        frame = await asyncio.wait_for(c.unmatched.get(), 5)
+        assert frame.status == 400
+        assert (await c.request("GET", "/api/status")).status == 200
+
+
+@pytest.mark.parametrize("framing", ["json", "binary"])
+async def test_cancel_stops_a_download(
+    hows_server_url, hows_token, jp_serverapp, jp_root_dir, framing
+):
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
+    async with await TunnelClient.connect(hows_server_url, token=hows_token, framing=framing) as c:
+        received = 0
+        async with c.stream("GET", "/files/big.bin") as response:
+            async for chunk in response:
+                received += len(chunk)
+                break
+        assert response.done  # exactly one final frame was read after the cancel
+        assert 0 < received < 32 * 1024 * 1024
+        (session,) = ext.sessions
+        for _ in range(50):
+            if session.in_flight == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert session.in_flight == 0
+        assert (await c.request("GET", "/api/status")).status == 200
