@@ -11,13 +11,20 @@ import asyncio
 import re
 from typing import Any, Protocol
 
+from jupyter_server.auth import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
+from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Int, List, TraitError, Unicode, validate
 
 from ._version import __version__
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
 from .protocol import PathPolicy
-from .session import TunnelSession
+from .session import SessionLimits, TunnelSession
+
+#: Close code for a socket over ``max_sockets_per_user`` (4000 + HTTP 429).
+TOO_MANY_SOCKETS_CODE = 4429
+#: Close code for a tunnel closed by ``idle_timeout`` (4000 + HTTP 408).
+IDLE_CODE = 4408
 
 
 class ShutdownAware(Protocol):
@@ -85,6 +92,39 @@ class HttpOverWebSocketApp(ExtensionApp):
         ),
     )
 
+    max_body_size = Int(
+        0,
+        config=True,
+        help=(
+            "The largest request body one tunnelled request may carry, in bytes; a larger "
+            "one is answered with 413 and the socket stays open. 0 (the default) means the "
+            "server's own limit, ServerApp.max_body_size (512 MiB unless configured), the "
+            "same limit a direct request meets. Example: 64 * 1024 * 1024."
+        ),
+    )
+
+    max_sockets_per_user = Int(
+        64,
+        config=True,
+        help=(
+            "The most tunnel sockets (http_over_websocket and proxied_ws together) one "
+            "user may have open at once. The socket over the limit is closed right after "
+            "it opens with code 4429 and a reason naming this option. 0 means no limit."
+        ),
+    )
+
+    idle_timeout = Float(
+        0.0,
+        config=True,
+        help=(
+            "Seconds a tunnel socket may stay open with no message from its client and "
+            "no request in flight before the server closes it with code 4408. 0 (the "
+            "default) keeps idle tunnels open, as a frontend left open in a tab expects; "
+            "WebSocket pings (ServerApp.ws_ping_interval) still detect dead peers. "
+            "Example: 3600 for one hour."
+        ),
+    )
+
     connect_timeout = Float(
         20.0,
         config=True,
@@ -119,14 +159,68 @@ class HttpOverWebSocketApp(ExtensionApp):
         """The compiled ``allowed_paths``."""
         return PathPolicy.compile(self.allowed_paths)
 
-    @validate("max_requests_in_flight")
-    def _non_negative(self, proposal: dict[str, Any]) -> int:
-        value = int(proposal["value"])
+    @validate("max_requests_in_flight", "max_body_size", "max_sockets_per_user", "idle_timeout")
+    def _non_negative(self, proposal: dict[str, Any]) -> Any:
+        value = proposal["value"]
         if value < 0:
-            raise TraitError(
-                f"HttpOverWebSocketApp.max_requests_in_flight must be >= 0, not {value}"
-            )
+            name = proposal["trait"].name
+            raise TraitError(f"HttpOverWebSocketApp.{name} must be >= 0, not {value}")
         return value
+
+    def session_limits(self) -> SessionLimits:
+        """The limits each tunnel session enforces, from the options above."""
+        max_body_size = self.max_body_size or int(getattr(self.serverapp, "max_body_size", 0))
+        return SessionLimits(
+            max_in_flight=self.max_requests_in_flight,
+            max_body_size=max_body_size,
+            path_policy=self.path_policy,
+        )
+
+    def admit(self, socket: Any) -> tuple[int, str] | None:
+        """Register an opened socket, or say why it must close (``max_sockets_per_user``)."""
+        username = self._user_key(socket)
+        socket.tunnel_username = username
+        if self.max_sockets_per_user:
+            mine = sum(1 for s in self.sockets if getattr(s, "tunnel_username", None) == username)
+            if mine >= self.max_sockets_per_user:
+                self.log.warning(
+                    "http_over_websocket: refusing a socket over the per-user limit (%s)",
+                    self.max_sockets_per_user,
+                )
+                return (
+                    TOO_MANY_SOCKETS_CODE,
+                    f"Too many tunnel sockets for this user (limit {self.max_sockets_per_user}; "
+                    "see HttpOverWebSocketApp.max_sockets_per_user)",
+                )
+        self.sockets.add(socket)
+        return None
+
+    @staticmethod
+    def _user_key(socket: Any) -> str:
+        # jupyter_server's own identity providers make up a new anonymous user for every
+        # token-authenticated request, though a single person holds the token or the
+        # password: their sockets all count as one user's. Providers that identify
+        # users (JupyterHub's) override get_user, and their usernames are used.
+        if type(socket.identity_provider).get_user is IdentityProvider.get_user:
+            return ""
+        user = socket.current_user
+        return str(getattr(user, "username", user))
+
+    def watch_idle(self, socket: Any) -> PeriodicCallback | None:
+        """Close ``socket`` (code 4408) once its session has been idle ``idle_timeout`` s."""
+        if not self.idle_timeout:
+            return None
+        timeout = self.idle_timeout
+
+        def check() -> None:
+            session = getattr(socket, "session", None)
+            if session is not None and session.idle_seconds() >= timeout:
+                reason = f"Idle for {timeout:g} s (HttpOverWebSocketApp.idle_timeout)"
+                socket.close(IDLE_CODE, reason)
+
+        callback = PeriodicCallback(check, max(min(timeout / 4, 5.0), 0.05) * 1000)
+        callback.start()
+        return callback
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)

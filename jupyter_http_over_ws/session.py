@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
@@ -33,6 +35,18 @@ CANCELLED_STATUS = 499
 CANCELLED_TEXT = "Request cancelled by the client."
 
 
+@dataclass(frozen=True)
+class SessionLimits:
+    """The limits every tunnel session enforces (from the extension's traitlets).
+
+    ``max_in_flight`` and ``max_body_size`` of 0 mean no limit.
+    """
+
+    max_in_flight: int = 0
+    max_body_size: int = 0
+    path_policy: PathPolicy = field(default_factory=PathPolicy)
+
+
 class TunnelSession:
     """The requests of one tunnel client and the rules they run under."""
 
@@ -41,15 +55,14 @@ class TunnelSession:
         dispatcher: InProcessDispatcher,
         send: SendFrame,
         *,
-        max_in_flight: int,
+        limits: SessionLimits,
         log: logging.Logger,
-        path_policy: PathPolicy | None = None,
     ) -> None:
         self._dispatcher = dispatcher
         self._send = send
-        self._max_in_flight = max_in_flight
+        self._limits = limits
         self._log = log
-        self._path_policy = path_policy or PathPolicy()
+        self._last_activity = time.monotonic()
         self._in_flight: dict[asyncio.Task[None], ReplyStream] = {}
         self._by_id: dict[Any, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
@@ -60,10 +73,17 @@ class TunnelSession:
         """How many requests are running."""
         return len(self._in_flight)
 
+    def idle_seconds(self) -> float:
+        """Seconds since the last message or reply; 0 while a request is running."""
+        if self._in_flight:
+            return 0.0
+        return time.monotonic() - self._last_activity
+
     def receive(self, message: str | bytes) -> None:
         """Handle one client frame: start its request, or answer the error it causes."""
         if self._closed:
             return
+        self._last_activity = time.monotonic()
         try:
             if isinstance(message, bytes) and self._dispatcher.framing.binary:
                 request = parse_binary_message(message)
@@ -72,24 +92,32 @@ class TunnelSession:
             if isinstance(request, Cancel):
                 self._cancel(request.message_id)
                 return
-            self._path_policy.check(request.path, request.message_id)
+            self._check_limits(request)
         except ProtocolError as error:
             self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
             self._spawn(self._send_quietly(encode_error(error)))
-            return
-        if self._max_in_flight and len(self._in_flight) >= self._max_in_flight:
-            busy = ProtocolError(
-                429,
-                f"Too many requests in flight on this socket (limit {self._max_in_flight})",
-                request.message_id,
-            )
-            self._spawn(self._send_quietly(encode_error(busy)))
             return
         reply = self._dispatcher.reply_stream(request, self._send)
         task = asyncio.create_task(self._run(request, reply))
         self._in_flight[task] = reply
         self._by_id[request.message_id] = task
         task.add_done_callback(self._forget)
+
+    def _check_limits(self, request: HttpRequest) -> None:
+        limits = self._limits
+        limits.path_policy.check(request.path, request.message_id)
+        if limits.max_body_size and len(request.body) > limits.max_body_size:
+            raise ProtocolError(
+                413,
+                f"Request body larger than {limits.max_body_size} bytes",
+                request.message_id,
+            )
+        if limits.max_in_flight and len(self._in_flight) >= limits.max_in_flight:
+            raise ProtocolError(
+                429,
+                f"Too many requests in flight on this socket (limit {limits.max_in_flight})",
+                request.message_id,
+            )
 
     def _cancel(self, message_id: Any) -> None:
         """Stop an in-flight request; it still gets its final frame (499 if not started)."""
@@ -134,6 +162,7 @@ class TunnelSession:
         task.add_done_callback(self._background.discard)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
+        self._last_activity = time.monotonic()
         reply = self._in_flight.pop(task, None)
         if reply is not None and self._by_id.get(reply.message_id) is task:
             del self._by_id[reply.message_id]

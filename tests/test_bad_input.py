@@ -150,3 +150,54 @@ async def test_allowed_paths(hows_tunnel, jp_root_dir):
     refused = await hows_tunnel.request("GET", "/api/kernels")
     assert refused.status == 403
     assert "allowed_paths" in refused.reason
+
+
+def with_options(**options):
+    return pytest.mark.parametrize(
+        "jp_server_config",
+        [
+            {
+                "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}},
+                "HttpOverWebSocketApp": options,
+            }
+        ],
+    )
+
+
+@with_options(max_body_size=1000)
+async def test_body_over_the_limit_is_413(hows_tunnel, jp_root_dir):
+    body = json.dumps({"type": "file", "format": "text", "content": "x" * 2000})
+    reply = await hows_tunnel.request("PUT", "/api/contents/x.txt", body=body)
+    assert reply.status == 413
+    assert "1000 bytes" in reply.reason
+    assert not (jp_root_dir / "x.txt").exists()
+    small = json.dumps({"type": "file", "format": "text", "content": "x"})
+    assert (await hows_tunnel.request("PUT", "/api/contents/x.txt", body=small)).status == 201
+
+
+@with_options(max_sockets_per_user=2)
+async def test_sockets_over_the_per_user_limit_are_closed(hows_server_url, hows_token):
+    first = await TunnelClient.connect(hows_server_url, token=hows_token)
+    second = await TunnelClient.connect(hows_server_url, token=hows_token)
+    third = await TunnelClient.connect(hows_server_url, token=hows_token)
+    await asyncio.wait_for(third.wait_closed(), 10)
+    assert third.close_code == 4429
+    assert "max_sockets_per_user" in third.close_reason
+    assert (await second.request("GET", "/api/status")).status == 200
+    await first.close()
+    await asyncio.sleep(0.1)
+    fourth = await TunnelClient.connect(hows_server_url, token=hows_token)
+    assert (await fourth.request("GET", "/api/status")).status == 200
+    for client in (second, fourth):
+        await client.close()
+
+
+@with_options(idle_timeout=0.3)
+async def test_idle_tunnels_are_closed(hows_server_url, hows_token):
+    client = await TunnelClient.connect(hows_server_url, token=hows_token)
+    for _ in range(4):  # activity keeps it open
+        assert (await client.request("GET", "/api/status")).status == 200
+        await asyncio.sleep(0.15)
+    await asyncio.wait_for(client.wait_closed(), 10)
+    assert client.close_code == 4408
+    assert "idle_timeout" in client.close_reason

@@ -7,6 +7,7 @@ from typing import Any
 from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
+from tornado.ioloop import PeriodicCallback
 from tornado.websocket import WebSocketHandler
 
 from .._version import __version__
@@ -27,6 +28,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
     """Accepts an authenticated tunnel and feeds its messages to a :class:`TunnelSession`."""
 
     session: TunnelSession | None = None
+    _idle_check: PeriodicCallback | None = None
 
     framing: Framing = JSON
 
@@ -40,13 +42,17 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         await super().get(*args, **kwargs)
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        """Check the client's ``min_version``, then start the session."""
+        """Check the client's ``min_version`` and the user's socket count, then start."""
         super().open(*args, **kwargs)
         self.set_nodelay(True)
         reason = check_min_version(self.get_argument("min_version", None), __version__)
         if reason is not None:
             self.log.warning("http_over_websocket: closing: %s", reason)
             self.close(VERSION_CLOSE_CODE, reason)
+            return
+        refusal = self.extension.admit(self)
+        if refusal is not None:
+            self.close(*refusal)
             return
         dispatcher = InProcessDispatcher(
             self.application,
@@ -58,11 +64,10 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         self.session = TunnelSession(
             dispatcher,
             self._send_frame,
-            max_in_flight=self.extension.max_requests_in_flight,
+            limits=self.extension.session_limits(),
             log=self.log,
-            path_policy=self.extension.path_policy,
         )
-        self.extension.sockets.add(self)
+        self._idle_check = self.extension.watch_idle(self)
         if self.framing.binary:
             self.write_message(binary_hello(__version__), binary=False)
 
@@ -78,6 +83,8 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
     def on_close(self) -> None:
         """Cancel what is still running for this client."""
         self.extension.sockets.discard(self)
+        if self._idle_check is not None:
+            self._idle_check.stop()
         if self.session is not None:
             self.session.close()
 
