@@ -120,7 +120,7 @@ class HttpOverWebSocketApp(ExtensionApp):
             "Seconds a tunnel socket may stay open with no message from its client and "
             "no request in flight before the server closes it with code 4408. 0 (the "
             "default) keeps idle tunnels open, as a frontend left open in a tab expects; "
-            "WebSocket pings (ServerApp.ws_ping_interval) still detect dead peers. "
+            "WebSocket pings (the ws_ping_interval tornado setting) still detect dead peers. "
             "Example: 3600 for one hour."
         ),
     )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -212,7 +213,7 @@ class PathPolicy:
 def parse_request(message: str | bytes) -> HttpRequest:
     """Validate one client frame of the tunnel socket and return the request it asks for.
 
-    Raises :class:`ProtocolError` (400, 413, 414, 431) for a message that is not JSON,
+    Raises :class:`ProtocolError` (400, 414, 431) for a message that is not JSON,
     lacks a required key, or holds a value of the wrong type or a hostile path.
     """
     request = parse_message(message)
@@ -239,6 +240,8 @@ def message_from_object(obj: Any, body: bytes | None = None) -> HttpRequest | Ca
     if not isinstance(obj, dict):
         raise ProtocolError(400, MISSING_KEYS)
     message_id = obj.get("message_id")
+    if isinstance(message_id, float) and not math.isfinite(message_id):
+        message_id = None  # Infinity and NaN have no JSON form to echo
     if obj.get("cancel") is True and "method" not in obj and _valid_id(message_id):
         return Cancel(message_id)
     missing = [key for key in REQUIRED_KEYS if key not in obj]
@@ -255,7 +258,9 @@ def message_from_object(obj: Any, body: bytes | None = None) -> HttpRequest | Ca
 
 
 def _valid_id(message_id: Any) -> TypeGuard[str | int | float]:
-    return isinstance(message_id, (str, int, float)) and not isinstance(message_id, bool)
+    if isinstance(message_id, float):
+        return math.isfinite(message_id)  # Infinity and NaN have no JSON form to echo
+    return isinstance(message_id, (str, int)) and not isinstance(message_id, bool)
 
 
 def _parse_method(method: Any, message_id: Any) -> str:

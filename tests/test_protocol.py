@@ -246,3 +246,15 @@ def test_encode_request_picks_the_smaller_body_encoding():
     assert base64.b64decode(binary["body_base64"]) == b"\xff\x00"
     assert "body" not in binary
     assert parse_request(encode_request(1, "PUT", "/x", body=b"\xff\x00")).body == b"\xff\x00"
+
+
+@pytest.mark.parametrize("raw_id", ["NaN", "Infinity", "-Infinity", "1e999999"])
+def test_non_finite_ids_are_refused_without_echo(raw_id):
+    message = '{"message_id": %s, "method": "GET", "path": "/"}' % raw_id
+    with pytest.raises(ProtocolError) as e:
+        parse_request(message)
+    assert e.value.status == 400
+    assert e.value.message_id is None
+    frame = encode_error(e.value).decode()
+    assert "NaN" not in frame
+    assert "Infinity" not in frame
