@@ -250,7 +250,7 @@ def test_encode_request_picks_the_smaller_body_encoding():
 
 @pytest.mark.parametrize("raw_id", ["NaN", "Infinity", "-Infinity", "1e999999"])
 def test_non_finite_ids_are_refused_without_echo(raw_id):
-    message = '{"message_id": %s, "method": "GET", "path": "/"}' % raw_id
+    message = f'{{"message_id": {raw_id}, "method": "GET", "path": "/"}}'
     with pytest.raises(ProtocolError) as e:
         parse_request(message)
     assert e.value.status == 400
