@@ -20,6 +20,7 @@ from ._version import __version__
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
 from .protocol import PathPolicy
 from .session import SessionLimits, TunnelSession
+from .wsproxy import PROXIED_WS_PREFIX
 
 #: Close code for a socket over ``max_sockets_per_user`` (4000 + HTTP 429).
 TOO_MANY_SOCKETS_CODE = 4429
@@ -234,7 +235,7 @@ class HttpOverWebSocketApp(ExtensionApp):
             [
                 (r"/http_over_websocket/?", TunnelHandler, options),
                 (r"/http_over_websocket/diagnose/?", DiagnoseHandler, options),
-                (r"/http_over_websocket/proxied_ws/(.+)", ProxiedWebSocketHandler, options),
+                ("/" + PROXIED_WS_PREFIX + "(.+)", ProxiedWebSocketHandler, options),
             ]
         )
 

@@ -7,6 +7,7 @@ import json
 import os
 
 import pytest
+from tornado.httpclient import HTTPClientError
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.protocol import JSON_REQUIRED
@@ -201,3 +202,29 @@ async def test_idle_tunnels_are_closed(hows_server_url, hows_token):
     await asyncio.wait_for(client.wait_closed(), 10)
     assert client.close_code == 4408
     assert "idle_timeout" in client.close_reason
+
+
+@with_options(allowed_paths=["/api/contents"])
+async def test_allowed_paths_apply_to_proxied_sockets(hows_tunnel):
+    with pytest.raises(HTTPClientError) as e:
+        await hows_tunnel.websocket("/api/events/subscribe")
+    assert e.value.code == 403
+
+
+@with_options(max_sockets_per_user=2)
+async def test_proxied_sockets_count_toward_the_per_user_limit(hows_tunnel):
+    first = await hows_tunnel.websocket("/api/events/subscribe")
+    second = await hows_tunnel.websocket("/api/events/subscribe")
+    assert await asyncio.wait_for(second.read_message(), 10) is None
+    assert second.close_code == 4429
+    first.close()
+
+
+async def test_shutdown_closes_proxied_sockets(hows_tunnel, jp_serverapp):
+    socket = await hows_tunnel.websocket("/api/events/subscribe")
+    ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
+    await ext.stop_extension()
+    assert await asyncio.wait_for(socket.read_message(), 10) is None
+    assert socket.close_code == 1001
+    await asyncio.wait_for(hows_tunnel.wait_closed(), 10)
+    assert hows_tunnel.close_code == 1001

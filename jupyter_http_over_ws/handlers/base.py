@@ -17,7 +17,19 @@ AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
 #: Upgrade-request headers that every tunnelled request and socket inherits: who the
 #: client is (credentials), where it comes from (origin, referer) and which name it
 #: used for this server (host), so the server's own checks see the same facts.
-IDENTITY_HEADERS = ("Host", "Origin", "Cookie", "Authorization", "Referer", "User-Agent")
+#: ``Sec-Fetch-Site`` is part of Tornado's cross-origin check (6.6 and later).
+IDENTITY_HEADERS = (
+    "Host",
+    "Origin",
+    "Cookie",
+    "Authorization",
+    "Referer",
+    "User-Agent",
+    "Sec-Fetch-Site",
+)
+
+#: "Going away": the close code of every tunnel socket when the server shuts down.
+SHUTDOWN_CLOSE_CODE = 1001
 
 
 class TunnelSocketMixin:

@@ -18,6 +18,7 @@ from tornado.websocket import (
 )
 
 from ..protocol import ProtocolError, normalize_path
+from ..session import SHUTDOWN_TEXT
 from ..wsproxy import (
     PROXIED_WS_PREFIX,
     connect_upstream,
@@ -27,12 +28,7 @@ from ..wsproxy import (
     sendable_close_code,
     upstream_refusal_status,
 )
-from .base import TunnelSocketMixin
-
-#: Upgrade-request headers passed upstream besides the identity every tunnelled
-#: request inherits: ``Sec-Fetch-Site`` is part of Tornado's cross-origin check, so
-#: the upstream handler must see it to decide exactly as it would for a direct socket.
-_EXTRA_UPSTREAM_HEADERS = ("Sec-Fetch-Site",)
+from .base import SHUTDOWN_CLOSE_CODE, TunnelSocketMixin
 
 
 class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -62,6 +58,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         )
         try:
             target = normalize_path(raw)
+            self.extension.path_policy.check(target)
         except ProtocolError as e:
             raise web.HTTPError(e.status, e.status_text) from None
         if self.request.query:
@@ -93,9 +90,10 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         try:
             await super().get(path)
         finally:
-            if self.ws_connection is None and self.upstream is not None:
-                self.upstream.close()  # the client's upgrade failed after all
-                self.upstream = None
+            if self.ws_connection is None:
+                # The upgrade failed, or the client left during it (then on_close has
+                # run already): the upstream socket must not outlive the client's.
+                self.upstream.close()
 
     def _cross_origin_error(self) -> str | None:
         """Why Tornado's ``get()`` would refuse this upgrade's origin, or ``None``."""
@@ -116,9 +114,6 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         headers = httputil.HTTPHeaders()
         for name, value in self.upgrade_context().headers:
             headers[name] = value
-        for name in _EXTRA_UPSTREAM_HEADERS:
-            if name in self.request.headers:
-                headers[name] = self.request.headers[name]
         return headers
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
@@ -126,14 +121,23 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         return self.upstream.selected_subprotocol if self.upstream is not None else None
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        """Start relaying upstream messages to the client."""
+        """Start relaying upstream messages to the client (within the per-user limit)."""
         super().open(*args, **kwargs)
         self.set_nodelay(True)
+        refusal = self.extension.admit(self)
+        if refusal is not None:
+            self.close(*refusal)
+            return
         self._pump = asyncio.create_task(self._relay_upstream())
+
+    async def shutdown(self) -> None:
+        """The server is stopping: close both sides with 1001 (going away)."""
+        self.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_TEXT)
 
     async def _relay_upstream(self) -> None:
         upstream = self.upstream
-        assert upstream is not None
+        if upstream is None:
+            return
         try:
             while True:
                 message = await upstream.read_message()
@@ -156,6 +160,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
 
     def on_close(self) -> None:
         """Pass the client's close (code and reason) upstream."""
+        self.extension.sockets.discard(self)
         if self.upstream is not None:
             code = sendable_close_code(self.close_code)
             self.upstream.close(code, self.close_reason if code is not None else None)

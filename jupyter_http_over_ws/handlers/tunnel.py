@@ -15,13 +15,11 @@ from ..dispatch import InProcessDispatcher
 from ..framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
 from ..handshake import check_min_version
 from ..session import SHUTDOWN_TEXT, TunnelSession
-from .base import TunnelSocketMixin
+from .base import SHUTDOWN_CLOSE_CODE, TunnelSocketMixin
 
 #: Close code for a client whose ``min_version`` this server cannot meet. The original
 #: used 400, which is not a valid close code; 4400 keeps the number and the reason.
 VERSION_CLOSE_CODE = 4400
-#: "Going away": the server is shutting down.
-SHUTDOWN_CLOSE_CODE = 1001
 
 
 class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
