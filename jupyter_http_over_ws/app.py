@@ -131,7 +131,8 @@ class HttpOverWebSocketApp(ExtensionApp):
         config=True,
         help=(
             "Seconds to wait for this server to accept the upstream half of a proxied "
-            "WebSocket (proxied_ws) before answering the client's upgrade with 502."
+            "WebSocket (proxied_ws) before answering the client's upgrade with 504 (502 "
+            "when it cannot be reached at all)."
         ),
     )
 
