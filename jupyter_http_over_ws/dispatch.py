@@ -88,6 +88,7 @@ class ReplyStream:
         self._head: tuple[int, str, list[tuple[str, str]]] | None = None
         self._head_sent = False
         self._chunks: deque[tuple[bytes | memoryview, asyncio.Future[None] | None]] = deque()
+        self._buffered = 0  # body bytes queued but not yet sent
         self._finished = False
         self._done_sent = False
         self._closed: BaseException | None = None
@@ -125,15 +126,24 @@ class ReplyStream:
         return self.write(chunk or b"")
 
     def write(self, chunk: bytes) -> asyncio.Future[None]:
-        """Queue body bytes; the future resolves when the client socket has them."""
+        """Queue body bytes; the future resolves when the handler may write more.
+
+        Up to one frame's worth (``chunk_size``) of unsent bytes is accepted at
+        once, so a handler that flushes small chunks (``StaticFileHandler`` flushes
+        every 64 KiB) fills whole frames; past that, the future resolves only once
+        the client socket has taken the bytes. Memory per request stays below
+        ``chunk_size`` plus one handler chunk, however large the body.
+        """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed is not None:
             future.set_exception(StreamClosedError(real_error=self._closed))
             return future
-        if chunk:
-            self._chunks.append((chunk, future))
+        self._buffered += len(chunk)
+        if self._buffered <= self._chunk_size:
+            future.set_result(None)
+            self._chunks.append((chunk, None))
         else:
-            self._chunks.append((b"", future))
+            self._chunks.append((chunk, future))
         self._wakeup.set()
         return future
 
@@ -214,6 +224,7 @@ class ReplyStream:
             size += len(chunk)
             if future is not None:
                 resolved.append(future)
+        self._buffered -= size
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return bytes(data) if parts else b"", resolved
 
