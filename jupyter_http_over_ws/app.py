@@ -17,6 +17,7 @@ from tornado.ioloop import PeriodicCallback
 from traitlets import Float, Int, List, TraitError, Unicode, validate
 
 from ._version import __version__
+from .entrance import PrivateEntrance
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
 from .protocol import PathPolicy
 from .session import SessionLimits, TunnelSession
@@ -228,6 +229,25 @@ class HttpOverWebSocketApp(ExtensionApp):
         super().__init__(**kwargs)
         #: The tunnel sockets open on this server, ended cleanly on shutdown.
         self.sockets: set[ShutdownAware] = set()
+        self._entrance: PrivateEntrance | None = None
+
+    def entrance(self) -> PrivateEntrance | None:
+        """The private entrance relays dial (started on first use), if the platform has one."""
+        if self._entrance is None and PrivateEntrance.available():
+            serverapp = self.serverapp
+            assert serverapp is not None
+            entrance = PrivateEntrance(
+                serverapp.web_app,
+                max_body_size=getattr(serverapp, "max_body_size", None),
+                max_buffer_size=getattr(serverapp, "max_buffer_size", None),
+            )
+            try:
+                entrance.start()
+            except OSError as e:  # e.g. a temporary directory that refuses sockets
+                self.log.warning("http_over_websocket: no private relay entrance: %s", e)
+                return None
+            self._entrance = entrance
+        return self._entrance
 
     def initialize_handlers(self) -> None:
         """Register the three endpoints under the server's ``base_url``."""
@@ -254,3 +274,6 @@ class HttpOverWebSocketApp(ExtensionApp):
         sockets = list(self.sockets)
         self.sockets.clear()
         await asyncio.gather(*(s.shutdown() for s in sockets), return_exceptions=True)
+        if self._entrance is not None:
+            await self._entrance.stop()
+            self._entrance = None

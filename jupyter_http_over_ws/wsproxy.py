@@ -1,8 +1,9 @@
 """Relaying one client WebSocket to one of this server's own WebSockets.
 
-The upstream socket is opened to the very address the client reached (the
-accepted socket's local address), never to anything derived from the client's
-``Host`` header or path, so a relay cannot leave this server. It carries the
+The upstream socket is opened through this server's private entrance (see
+:mod:`.entrance`) or, failing that, to the very address the client reached,
+never to anything derived from the client's ``Host`` header or path, so a relay
+cannot leave this server. It carries the
 client's identity headers, so the upstream handler (for example the kernel
 channels) authenticates and authorizes it exactly as a direct connection.
 Frames keep their type (text or binary) and the close code and reason pass
@@ -11,12 +12,11 @@ through in both directions.
 
 from __future__ import annotations
 
-import socket
 from typing import Any
 from urllib.parse import quote
 
 from tornado import httpclient, httputil
-from tornado.iostream import IOStream, SSLIOStream
+from tornado.netutil import Resolver
 from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
@@ -40,18 +40,6 @@ def sendable_close_code(code: int | None) -> int | None:
     return None
 
 
-def local_origin(stream: IOStream) -> str:
-    """``ws://host:port`` (or ``wss://``) of the socket this server accepted ``stream`` on."""
-    scheme = "wss" if isinstance(stream, SSLIOStream) else "ws"
-    address = stream.socket.getsockname() if stream.socket is not None else None
-    if not isinstance(address, tuple):
-        raise OSError("the server is not listening on a TCP socket; cannot relay WebSockets")
-    host, port = address[0], address[1]
-    if stream.socket is not None and stream.socket.family == socket.AF_INET6:
-        host = f"[{host}]"
-    return f"{scheme}://{host}:{port}"
-
-
 async def connect_upstream(
     url: str,
     headers: httputil.HTTPHeaders,
@@ -59,6 +47,7 @@ async def connect_upstream(
     *,
     max_message_size: int,
     connect_timeout: float,
+    resolver: Resolver | None = None,
 ) -> WebSocketClientConnection:
     """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal."""
     request = httpclient.HTTPRequest(
@@ -71,7 +60,10 @@ async def connect_upstream(
         follow_redirects=False,
     )
     connection = await websocket_connect(
-        request, subprotocols=subprotocols or None, max_message_size=max_message_size
+        request,
+        subprotocols=subprotocols or None,
+        max_message_size=max_message_size,
+        resolver=resolver,
     )
     if connection.protocol is not None:  # small kernel messages must not wait for Nagle
         connection.protocol.set_nodelay(True)

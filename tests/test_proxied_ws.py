@@ -767,7 +767,9 @@ async def test_path_traversal_is_refused(hows_server_url, hows_token, upstream_u
         await endpoint.open("http_over_websocket/proxied_ws//evil.example/x")
     assert info.value.code == 404
     assert len(upstream_urls) == 1
-    assert upstream_urls[0].startswith("ws://127.0.0.1:"), upstream_urls
+    # Dialled through the private entrance: the host part is a placeholder its
+    # resolver ignores; only the path (on this server) comes from the client.
+    assert upstream_urls[0] == "ws://relay.invalid/a%40b/evil.example/x", upstream_urls
 
 
 # ----------------------------------------------------------------------- activity
@@ -807,9 +809,7 @@ async def test_jupyterhub_like_base_url(
     msg_id = await ks.execute("6 * 7")
     (result,) = by_type(await ks.collect(msg_id), "execute_result")
     assert result.content["data"]["text/plain"] == "42"
-    assert upstream_urls == [
-        f"ws://127.0.0.1:{jp_http_port}/user/alice{channels_path(kid, ks.session)}"
-    ]
+    assert upstream_urls == [f"ws://relay.invalid/user/alice{channels_path(kid, ks.session)}"]
 
     # Outside base_url there is no such endpoint, and the relay cannot step out of it.
     outside = Endpoint(f"http://localhost:{jp_http_port}/", token=hows_tunnel.endpoint.token)
@@ -820,3 +820,15 @@ async def test_jupyterhub_like_base_url(
         await hows_tunnel.endpoint.open("http_over_websocket/proxied_ws/../../../api/status")
     assert info.value.code == 400
     assert len(upstream_urls) == 1
+
+
+async def test_relays_go_through_a_private_entrance(hows_tunnel, jp_serverapp):
+    ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
+    socket = await hows_tunnel.websocket("/api/events/subscribe")
+    entrance = ext.entrance()
+    directory = entrance._directory
+    assert directory is not None
+    assert os.stat(directory).st_mode & 0o777 == 0o700
+    socket.close()
+    await ext.stop_extension()
+    assert not os.path.exists(directory)

@@ -17,13 +17,13 @@ from tornado.websocket import (
     WebSocketHandler,
 )
 
+from ..entrance import relay_target
 from ..protocol import ProtocolError, normalize_path
 from ..session import SHUTDOWN_TEXT
 from ..wsproxy import (
     PROXIED_WS_PREFIX,
     connect_upstream,
     is_binary,
-    local_origin,
     raw_route_argument,
     sendable_close_code,
     upstream_refusal_status,
@@ -63,7 +63,8 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
             raise web.HTTPError(e.status, e.status_text) from None
         if self.request.query:
             target += "?" + self.request.query
-        url = local_origin(self.request.connection.stream) + self.base_url.rstrip("/") + target
+        origin, resolver = relay_target(self.extension.entrance(), self.request.connection.stream)
+        url = origin + self.base_url.rstrip("/") + target
         offered = [
             p.strip()
             for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -72,10 +73,11 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         try:
             self.upstream = await connect_upstream(
                 url,
-                self._upstream_headers(),
+                self._upstream_headers(through_entrance=resolver is not None),
                 offered,
                 max_message_size=self.max_message_size,
                 connect_timeout=self.extension.connect_timeout,
+                resolver=resolver,
             )
         except httpclient.HTTPClientError as e:
             status = upstream_refusal_status(e)
@@ -110,10 +112,17 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
             return f"Origin {origin!r} not allowed"
         return None
 
-    def _upstream_headers(self) -> httputil.HTTPHeaders:
+    def _upstream_headers(self, *, through_entrance: bool) -> httputil.HTTPHeaders:
         headers = httputil.HTTPHeaders()
-        for name, value in self.upgrade_context().headers:
+        context = self.upgrade_context()
+        for name, value in context.headers:
             headers[name] = value
+        if through_entrance:
+            # The private entrance trusts these (only this process can write to it):
+            # the upstream handler sees the client's own address and scheme.
+            if context.remote_ip:
+                headers["X-Real-Ip"] = context.remote_ip
+            headers["X-Scheme"] = context.protocol
         return headers
 
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
