@@ -12,7 +12,6 @@ and reason phrase the tunnel answers with for that message alone.
 
 from __future__ import annotations
 
-import base64
 import binascii
 import json
 import math
@@ -21,6 +20,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard, cast
 from urllib.parse import quote, unquote
+
+_b64: Any
+try:  # pybase64 (SIMD) encodes 20-50x faster than the standard library; optional.
+    import pybase64 as _b64
+except ImportError:  # pragma: no cover - exercised when pybase64 is absent
+    import base64 as _b64
 
 _orjson: Any
 try:  # orjson is several times faster for the large base64 frames; optional.
@@ -313,7 +318,7 @@ def _parse_body(obj: Mapping[str, Any], message_id: Any) -> bytes:
         if not isinstance(body_base64, str):
             raise ProtocolError(400, '"body_base64" must be a string', message_id)
         try:
-            return base64.b64decode(body_base64, validate=True)
+            return _b64.b64decode(body_base64, validate=True)
         except (binascii.Error, ValueError):
             raise ProtocolError(400, '"body_base64" is not valid base64', message_id) from None
     body = obj.get("body")
@@ -371,7 +376,7 @@ def encode_request(
         try:
             msg["body"] = body.decode("utf-8")
         except UnicodeDecodeError:
-            msg["body_base64"] = base64.b64encode(body).decode("ascii")
+            msg["body_base64"] = _b64.b64encode(body).decode("ascii")
     elif body:
         msg["body"] = body
     if headers:
@@ -402,10 +407,13 @@ def encode_reply(
         frame["status"] = status
         frame["statusText"] = status_text or ""
         frame["headers"] = _headers_object(headers or ())
+    # The body is spliced in as bytes: base64 needs no JSON escaping, and skipping
+    # the str round trip saves two copies of every chunk.
+    head = dumps(frame)[:-1]
+    tail = b',"done":true}' if done else b',"done":false}'
     if data:
-        frame["data"] = base64.b64encode(data).decode("ascii")
-    frame["done"] = done
-    return dumps(frame)
+        return b"".join((head, b',"data":"', _b64.b64encode(data), b'"', tail))
+    return head + tail
 
 
 def _headers_object(headers: Iterable[tuple[str, str]] | Mapping[str, str]) -> dict[str, str]:
@@ -437,5 +445,5 @@ def parse_reply(message: str | bytes) -> ReplyFrame:
         status=obj.get("status"),
         status_text=obj.get("statusText"),
         headers=obj.get("headers"),
-        data=base64.b64decode(data) if data else None,
+        data=_b64.b64decode(data) if data else None,
     )
