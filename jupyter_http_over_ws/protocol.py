@@ -318,7 +318,7 @@ def _parse_body(obj: Mapping[str, Any], message_id: Any) -> bytes:
         if not isinstance(body_base64, str):
             raise ProtocolError(400, '"body_base64" must be a string', message_id)
         try:
-            return _b64.b64decode(body_base64, validate=True)
+            return cast(bytes, _b64.b64decode(body_base64, validate=True))
         except (binascii.Error, ValueError):
             raise ProtocolError(400, '"body_base64" is not valid base64', message_id) from None
     body = obj.get("body")
