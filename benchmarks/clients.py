@@ -1,0 +1,393 @@
+"""The benchmark's clients, all on aiohttp so that every path pays the same client costs.
+
+* :class:`DirectClient`: plain HTTP/1.1 with keep-alive, ``connections`` sockets.
+* :class:`RawTunnel`: a minimal client of the HTTP-over-WebSocket protocol (legacy
+  framing: JSON text frames, body chunks in base64), speaking to our extension and to
+  the original alike. Many requests in flight on one socket.
+* :class:`KernelSocket`: a kernel channels WebSocket (legacy JSON messages, no
+  subprotocol, which both notebook 6.5 and jupyter_server 2 accept), opened directly or
+  through ``http_over_websocket/proxied_ws/``.
+
+Rate-limited reading (``rate`` in bytes per second) reads no faster than that, and lets
+TCP flow control push back on the server, as a slow network would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import binascii
+import itertools
+import socket
+import struct
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+try:
+    import orjson
+
+    def dumps(obj: Any) -> bytes:
+        return orjson.dumps(obj)
+
+    loads = orjson.loads
+except ImportError:  # pragma: no cover
+    import json
+
+    def dumps(obj: Any) -> bytes:
+        return json.dumps(obj, separators=(",", ":")).encode()
+
+    loads = json.loads
+
+try:  # SIMD base64 (about 50x binascii's speed), so the client is not what limits.
+    from pybase64 import b64decode as _b64decode
+
+    def b64decode(data: bytes) -> bytes:
+        return _b64decode(data, validate=True)
+
+except ImportError:  # pragma: no cover
+    b64decode = binascii.a2b_base64
+
+READ_CHUNK = 64 * 1024
+#: Whether WebSocket clients acknowledge every segment at once (``TCP_QUICKACK``), so that
+#: a server writing small frames without ``TCP_NODELAY`` is not held up by Nagle's
+#: algorithm waiting for our delayed ACK (40 ms on Linux). ``--no-quickack`` turns it off.
+QUICK_ACK = True
+_TCP_QUICKACK = getattr(socket, "TCP_QUICKACK", None)
+TUNNEL_PATH = "/http_over_websocket"
+_LENGTH = struct.Struct(">I")
+PROXIED_WS_PATH = "/http_over_websocket/proxied_ws"
+
+
+@dataclass
+class Reply:
+    """A response: status, headers, and the body (or only its length when not kept)."""
+
+    status: int
+    headers: dict[str, str]
+    body: bytes = b""
+    length: int = 0
+    status_text: str = ""
+
+
+class _Pacer:
+    """Sleeps so that ``total`` bytes take at least ``total / rate`` seconds."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.rate = rate
+        self.start = time.perf_counter()
+        self.total = 0
+
+    async def consumed(self, n: int) -> None:
+        self.total += n
+        if self.rate:
+            delay = self.start + self.total / self.rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+
+
+class _QuickAck:
+    """Re-arms ``TCP_QUICKACK`` (Linux clears it after a while) after each message read."""
+
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.sock = ws.get_extra_info("socket") if QUICK_ACK and _TCP_QUICKACK else None
+
+    def __call__(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.setsockopt(socket.IPPROTO_TCP, _TCP_QUICKACK, 1)
+            except OSError:
+                self.sock = None
+
+
+def _session(connections: int) -> aiohttp.ClientSession:
+    connector = aiohttp.TCPConnector(limit=connections, limit_per_host=connections)
+    return aiohttp.ClientSession(
+        connector=connector,
+        timeout=aiohttp.ClientTimeout(total=None, sock_connect=30),
+        # A small read buffer, so that a paced reader pushes back on the server promptly.
+        read_bufsize=READ_CHUNK,
+    )
+
+
+class DirectClient:
+    """HTTP/1.1 with keep-alive to one server, at most ``connections`` sockets."""
+
+    kind = "direct"
+
+    def __init__(self, base_url: str, headers: dict[str, str], connections: int = 1) -> None:
+        self.base_url = base_url
+        self.headers = headers
+        self.session = _session(connections)
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        keep_body: bool = True,
+        rate: float | None = None,
+        started: asyncio.Event | None = None,
+    ) -> Reply:
+        all_headers = dict(self.headers)
+        all_headers.update(headers or {})
+        async with self.session.request(
+            method, self.base_url + path, data=body, headers=all_headers, allow_redirects=False
+        ) as response:
+            if started is not None:
+                started.set()
+            if keep_body and rate is None:
+                data = await response.read()
+                return Reply(
+                    response.status, dict(response.headers), data, len(data), response.reason or ""
+                )
+            pacer = _Pacer(rate)
+            async for chunk in response.content.iter_chunked(READ_CHUNK):
+                await pacer.consumed(len(chunk))
+            return Reply(
+                response.status, dict(response.headers), b"", pacer.total, response.reason or ""
+            )
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+@dataclass
+class _Pending:
+    keep_body: bool
+    pacer: _Pacer
+    done: asyncio.Future[Reply]
+    started: asyncio.Event | None
+    status: int = 0
+    status_text: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    parts: list[bytes] = field(default_factory=list)
+    length: int = 0
+
+
+class TunnelClosedError(ConnectionError):
+    """The tunnel closed with requests pending."""
+
+
+class RawTunnel:
+    """One HTTP-over-WebSocket tunnel; replies routed by ``message_id``."""
+
+    kind = "tunnel"
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        *,
+        binary: bool = False,
+    ) -> None:
+        self.session = session
+        self.ws = ws
+        #: Binary framing (``framing=binary``, our extension only): raw bodies, no base64.
+        self.binary = binary
+        self._ids = itertools.count(1)
+        self._pending: dict[Any, _Pending] = {}
+        self._reader = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(
+        cls,
+        ws_base: str,
+        headers: dict[str, str],
+        params: dict[str, str] | None = None,
+        *,
+        binary: bool = False,
+    ) -> RawTunnel:
+        session = _session(1)
+        params = dict(params or {})
+        if binary:
+            params["framing"] = "binary"
+        try:
+            ws = await session.ws_connect(
+                ws_base + TUNNEL_PATH,
+                headers=headers,
+                params=params,
+                max_msg_size=0,
+                compress=0,
+                autoping=True,
+                decode_text=False,
+            )
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws, binary=binary)
+
+    async def _read_loop(self) -> None:
+        error: BaseException = TunnelClosedError("tunnel closed")
+        quick_ack = _QuickAck(self.ws)
+        try:
+            while True:
+                message = await self.ws.receive()
+                quick_ack()
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    frame = loads(message.data)
+                    data = frame.get("data")
+                    chunk = b64decode(data) if data else b""
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    view = memoryview(message.data)
+                    (length,) = _LENGTH.unpack_from(view)
+                    frame = loads(view[4 : 4 + length])
+                    chunk = view[4 + length :]
+                else:
+                    error = TunnelClosedError(f"tunnel closed: {message.type!r} {message.extra!r}")
+                    break
+                pending = self._pending.get(frame.get("message_id"))
+                if pending is None:
+                    continue  # e.g. the binary framing's hello frame
+                if "status" in frame and not pending.status:
+                    pending.status = frame["status"]
+                    pending.status_text = frame.get("statusText", "")
+                    pending.headers = frame.get("headers") or {}
+                    if pending.started is not None:
+                        pending.started.set()
+                if chunk:
+                    pending.length += len(chunk)
+                    if pending.keep_body:
+                        pending.parts.append(bytes(chunk))
+                    await pending.pacer.consumed(len(chunk))
+                if frame.get("done"):
+                    del self._pending[frame["message_id"]]
+                    if not pending.done.done():
+                        pending.done.set_result(
+                            Reply(
+                                pending.status,
+                                pending.headers,
+                                b"".join(pending.parts),
+                                pending.length,
+                                pending.status_text,
+                            )
+                        )
+        except Exception as e:
+            error = e
+        for pending in self._pending.values():
+            if not pending.done.done():
+                pending.done.set_exception(error)
+        self._pending.clear()
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        keep_body: bool = True,
+        rate: float | None = None,
+        started: asyncio.Event | None = None,
+    ) -> Reply:
+        if self._reader.done():
+            raise TunnelClosedError("tunnel closed")
+        message_id = next(self._ids)
+        message: dict[str, Any] = {"message_id": message_id, "method": method, "path": path}
+        if headers:
+            message["headers"] = headers
+        done: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[message_id] = _Pending(keep_body, _Pacer(rate), done, started)
+        if self.binary:
+            header = dumps(message)
+            raw = body.encode() if isinstance(body, str) else (body or b"")
+            frame = b"".join((_LENGTH.pack(len(header)), header, raw))
+            await self.ws.send_frame(frame, aiohttp.WSMsgType.BINARY)
+        else:
+            if isinstance(body, str):
+                message["body"] = body
+            elif body:
+                message["body_base64"] = binascii.b2a_base64(body, newline=False).decode()
+            await self.ws.send_frame(dumps(message), aiohttp.WSMsgType.TEXT)
+        return await done
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait([self._reader], timeout=5)
+        await self.session.close()
+
+
+# --------------------------------------------------------------------------- kernels
+
+
+def kernel_message(msg_type: str, content: dict[str, Any], session: str) -> dict[str, Any]:
+    """A kernel protocol message in the legacy JSON WebSocket format."""
+    return {
+        "header": {
+            "msg_id": uuid.uuid4().hex,
+            "msg_type": msg_type,
+            "username": "bench",
+            "session": session,
+            "date": "",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": content,
+        "channel": "shell",
+        "buffers": [],
+    }
+
+
+class KernelSocket:
+    """A kernel's channels WebSocket; ``on_message`` sees every decoded message."""
+
+    def __init__(
+        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, session_id: str
+    ) -> None:
+        self.session = session
+        self.ws = ws
+        self.session_id = session_id
+        self.on_message: Callable[[dict[str, Any]], None] | None = None
+        self._reader = asyncio.create_task(self._read_loop())
+
+    @classmethod
+    async def connect(
+        cls, ws_base: str, kernel_id: str, headers: dict[str, str], *, proxied: bool
+    ) -> KernelSocket:
+        session_id = uuid.uuid4().hex
+        path = f"/api/kernels/{kernel_id}/channels"
+        url = ws_base + (PROXIED_WS_PATH + path if proxied else path)
+        session = _session(1)
+        try:
+            ws = await session.ws_connect(
+                url,
+                headers=headers,
+                params={"session_id": session_id},
+                max_msg_size=0,
+                compress=0,
+                decode_text=False,
+            )
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws, session_id)
+
+    async def _read_loop(self) -> None:
+        quick_ack = _QuickAck(self.ws)
+        while True:
+            message = await self.ws.receive()
+            quick_ack()
+            if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                return
+            if message.type == aiohttp.WSMsgType.BINARY:
+                continue  # legacy binary messages carry buffers; none are sent here
+            if self.on_message is not None:
+                self.on_message(loads(message.data))
+
+    def message(self, msg_type: str, content: dict[str, Any]) -> dict[str, Any]:
+        """A new message of this socket's session (its id is ``["header"]["msg_id"]``)."""
+        return kernel_message(msg_type, content, self.session_id)
+
+    async def send(self, message: dict[str, Any]) -> None:
+        await self.ws.send_frame(dumps(message), aiohttp.WSMsgType.TEXT)
+
+    async def close(self) -> None:
+        await self.ws.close()
+        await asyncio.wait([self._reader], timeout=5)
+        await self.session.close()

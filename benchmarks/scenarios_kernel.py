@@ -1,0 +1,208 @@
+"""Kernel messages through ``proxied_ws`` against a direct kernel WebSocket.
+
+Both servers run the same kernelspec (ipykernel of the benchmarking interpreter), and
+each server's proxied socket is compared with a direct socket to the same kernel.
+Every measurement opens its own socket and closes it, so that no other socket of ours
+receives the kernel's broadcast (iopub) messages meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from clients import KernelSocket
+from harness import Context, CpuWatch, Metric, Scenario, Variant, percentile
+from scenarios_http import HTTP_VARIANTS
+
+EXECUTE = {
+    "code": "pass",
+    "silent": False,
+    "store_history": False,
+    "user_expressions": {},
+    "allow_stdin": False,
+    "stop_on_error": True,
+}
+
+
+async def start_kernel(ctx: Context, server_kind: str) -> str:
+    """Start a kernel on one server and wait until it answers ``kernel_info_request``."""
+    import aiohttp
+
+    server = ctx.servers[server_kind]
+    async with (
+        aiohttp.ClientSession(headers=server.auth_headers) as session,
+        session.post(server.url + "/api/kernels", json={"name": "bench-python"}) as r,
+    ):
+        if r.status not in (200, 201):
+            raise RuntimeError(f"starting a kernel answered {r.status}: {await r.text()}")
+        kernel_id = str((await r.json())["id"])
+    socket = await KernelSocket.connect(
+        server.ws_url, kernel_id, server.auth_headers, proxied=False
+    )
+    try:
+        await _round_trip(socket, "kernel_info_request", {}, "kernel_info_reply", timeout=120)
+    finally:
+        await socket.close()
+    ctx.kernels[server_kind] = kernel_id
+    return kernel_id
+
+
+def _msg_type(message: dict[str, Any]) -> str | None:
+    return message.get("msg_type") or message.get("header", {}).get("msg_type")
+
+
+async def _round_trip(
+    socket: KernelSocket,
+    msg_type: str,
+    content: dict[str, Any],
+    reply_type: str,
+    timeout: float = 30,
+) -> float:
+    """Send one request; return seconds until its reply, after waiting for its idle status."""
+    loop = asyncio.get_running_loop()
+    reply: asyncio.Future[float] = loop.create_future()
+    idle: asyncio.Future[None] = loop.create_future()
+    message = socket.message(msg_type, content)
+    msg_id = message["header"]["msg_id"]
+
+    def on_message(received: dict[str, Any]) -> None:
+        if received.get("parent_header", {}).get("msg_id") != msg_id:
+            return
+        kind = _msg_type(received)
+        if kind == reply_type and not reply.done():
+            reply.set_result(time.perf_counter())
+        elif (
+            kind == "status"
+            and received["content"].get("execution_state") == "idle"
+            and not idle.done()
+        ):
+            idle.set_result(None)
+
+    socket.on_message = on_message
+    start = time.perf_counter()
+    await socket.send(message)
+    # Wait for the idle status too, so that the next request starts on a quiet kernel.
+    done_at, _ = await asyncio.wait_for(asyncio.gather(reply, idle), timeout)
+    return done_at - start
+
+
+async def _connect(variant: Variant, ctx: Context) -> KernelSocket:
+    server = ctx.server(variant)
+    return await KernelSocket.connect(
+        server.ws_url,
+        ctx.kernels[variant.server_kind],
+        server.auth_headers,
+        proxied=variant.tunnel,
+    )
+
+
+async def measure_round_trip(variant: Variant, ctx: Context) -> dict[str, Any]:
+    """``execute_request`` (``pass``) to ``execute_reply``, one at a time: p50 in ms."""
+    socket = await _connect(variant, ctx)
+    try:
+        for _ in range(3):
+            await _round_trip(socket, "kernel_info_request", {}, "kernel_info_reply")
+        samples = [
+            1000 * await _round_trip(socket, "execute_request", EXECUTE, "execute_reply")
+            for _ in range(ctx.sizes.kernel_rtts)
+        ]
+    finally:
+        await socket.close()
+    return {"kernel_rtt_p50": percentile(samples, 0.5), "kernel_rtt_p90": percentile(samples, 0.9)}
+
+
+#: Requests outstanding at most during a burst. ZeroMQ drops messages past its high-water
+#: marks (1000 by default) between jupyter_server and the kernel, so an unbounded burst of
+#: 10,000 loses most replies, directly as much as through the tunnel.
+BURST_WINDOW = 200
+
+
+async def measure_burst(variant: Variant, ctx: Context) -> dict[str, Any]:
+    """Send ``kernel_burst`` ``kernel_info_request``s as fast as replies allow; replies/s.
+
+    Up to :data:`BURST_WINDOW` requests are outstanding: a new one goes out as soon as a
+    reply comes in. Each request also makes the kernel publish two status messages, so
+    three messages come back per request.
+    """
+    count = ctx.sizes.kernel_burst
+    socket = await _connect(variant, ctx)
+    try:
+        await _round_trip(socket, "kernel_info_request", {}, "kernel_info_reply")
+        sent: set[str] = set()
+        received = 0
+        window = asyncio.Semaphore(BURST_WINDOW)
+        all_in = asyncio.get_running_loop().create_future()
+
+        def on_message(message: dict[str, Any]) -> None:
+            nonlocal received
+            if (
+                _msg_type(message) == "kernel_info_reply"
+                and message.get("parent_header", {}).get("msg_id") in sent
+            ):
+                received += 1
+                window.release()
+                if received == count and not all_in.done():
+                    all_in.set_result(time.perf_counter())
+
+        socket.on_message = on_message
+        with CpuWatch(ctx.server(variant)) as cpu:
+            start = time.perf_counter()
+            for _ in range(count):
+                await window.acquire()
+                message = socket.message("kernel_info_request", {})
+                sent.add(message["header"]["msg_id"])  # before sending: the reply may be quick
+                await socket.send(message)
+            end = await asyncio.wait_for(all_in, 120)
+    finally:
+        await socket.close()
+    return {
+        "kernel_burst": count / (end - start),
+        "kernel_burst_seconds": end - start,
+        # Per request: the request in, and its reply and two status messages out.
+        "kernel_burst_cpu": cpu.seconds / count * 1e6,
+    }
+
+
+def scenarios(ctx: Context) -> list[Scenario]:
+    return [
+        Scenario(
+            "kernel_rtt",
+            HTTP_VARIANTS,
+            measure_round_trip,
+            (
+                Metric(
+                    "kernel_rtt_p50",
+                    "kernel execute_request round trip, p50",
+                    "ms",
+                    "lower",
+                    "<= 1.3x direct",
+                    "ratio",
+                    1.3,
+                ),
+                Metric("kernel_rtt_p90", "kernel execute_request round trip, p90", "ms", "lower"),
+            ),
+            warmup=True,
+        ),
+        Scenario(
+            "kernel_burst",
+            HTTP_VARIANTS,
+            measure_burst,
+            (
+                Metric(
+                    "kernel_burst",
+                    f"{ctx.sizes.kernel_burst:,} kernel_info_requests, {BURST_WINDOW} outstanding",
+                    "replies/s",
+                    "higher",
+                ),
+                Metric(
+                    "kernel_burst_cpu",
+                    "server CPU per kernel_info_request in the burst (4 messages)",
+                    "µs",
+                    "lower",
+                ),
+            ),
+            timeout=180.0,
+        ),
+    ]
