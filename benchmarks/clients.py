@@ -7,6 +7,8 @@
 * :class:`KernelSocket`: a kernel channels WebSocket (legacy JSON messages, no
   subprotocol, which both notebook 6.5 and jupyter_server 2 accept), opened directly or
   through ``http_over_websocket/proxied_ws/``.
+* :class:`CeilingSocket`: a download from ``ceiling_server.py`` (a bare Tornado
+  WebSocket), read and decoded as :class:`RawTunnel` reads its frames.
 
 Rate-limited reading (``rate`` in bytes per second) reads no faster than that, and lets
 TCP flow control push back on the server, as a slow network would.
@@ -309,6 +311,63 @@ class RawTunnel:
     async def close(self) -> None:
         await self.ws.close()
         await asyncio.wait([self._reader], timeout=5)
+        await self.session.close()
+
+
+class CeilingSocket:
+    """A WebSocket to ``ceiling_server.py`` (a bare Tornado WebSocket, no tunnel).
+
+    The connection options, ``receive()``, the quick ACKs and the decoding of every frame
+    (``loads`` and ``b64decode`` of a text frame, a ``memoryview`` of a binary one) are
+    those of :meth:`RawTunnel._read_loop`, so the ceiling pays the same client costs.
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse) -> None:
+        self.session = session
+        self.ws = ws
+        self._quick_ack = _QuickAck(ws)
+
+    @classmethod
+    async def connect(cls, ws_base: str, *, json_frames: bool) -> CeilingSocket:
+        session = _session(1)
+        try:
+            ws = await session.ws_connect(
+                ws_base + ("/ws/json" if json_frames else "/ws/binary"),
+                max_msg_size=0,
+                compress=0,
+                autoping=True,
+                decode_text=False,
+            )
+        except BaseException:
+            await session.close()
+            raise
+        return cls(session, ws)
+
+    async def download(self, size: int) -> int:
+        """Ask for ``size`` bytes and read them up to the final frame; the bytes read."""
+        pacer = _Pacer(None)
+        length = 0
+        await self.ws.send_frame(str(size).encode(), aiohttp.WSMsgType.TEXT)
+        while True:
+            message = await self.ws.receive()
+            self._quick_ack()
+            if message.type == aiohttp.WSMsgType.TEXT:
+                frame = loads(message.data)
+                data = frame.get("data")
+                chunk = b64decode(data) if data else b""
+            elif message.type == aiohttp.WSMsgType.BINARY:
+                frame = {}
+                chunk = memoryview(message.data)
+            else:
+                raise TunnelClosedError(f"closed: {message.type!r} {message.extra!r}")
+            if chunk:
+                length += len(chunk)
+                await pacer.consumed(len(chunk))
+            if frame.get("done"):
+                return length
+
+    async def close(self) -> None:
+        await self.ws.close()
         await self.session.close()
 
 

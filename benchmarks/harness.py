@@ -10,6 +10,11 @@ A *variant* is one way of reaching a server:
 ``ours_binary`` our tunnel with the opt-in binary framing (``framing=binary``)
 ==============  =====================================================================
 
+Two more variants, of the 64 MiB download only, are no tunnel at all but its physical
+ceiling: ``ceiling_ws_binary`` and ``ceiling_ws_json`` read the same number of bytes
+from ``ceiling_server.py``, a bare Tornado WebSocket server on the same interpreter
+(binary frames, or legacy-style base64-in-JSON text frames), with the tunnel's client.
+
 ``ours`` is compared with ``direct``; ``original`` with ``direct_nb6`` (its own server's
 direct speed), so each ratio says what the tunnel costs on top of its server.
 """
@@ -36,6 +41,8 @@ VARIANT_LABELS = {
     "original": "original 0.0.8",
     "original_auth_url": "original 0.0.8, auth_url",
     "ours_binary": "ours, binary framing",
+    "ceiling_ws_binary": "bare Tornado WebSocket, binary frames (ceiling)",
+    "ceiling_ws_json": "bare Tornado WebSocket, base64-in-JSON frames (ceiling)",
 }
 #: Which direct variant each tunnel is compared with.
 BASELINE = {
@@ -43,13 +50,17 @@ BASELINE = {
     "ours_binary": "direct",
     "original": "direct_nb6",
     "original_auth_url": "direct_nb6",
+    "ceiling_ws_binary": "direct",
+    "ceiling_ws_json": "direct",
 }
+#: The ceiling variants (served by ``ceiling_server.py``, see above).
+CEILING_VARIANTS = ("ceiling_ws_binary", "ceiling_ws_json")
 
 
 @dataclass(frozen=True)
 class Variant:
     name: str
-    server_kind: str  # "ours" or "original": which server process it talks to
+    server_kind: str  # "ours", "original" or "ceiling": which server process it talks to
     tunnel: bool
     #: Upgrade query arguments and whether the upgrade carries the token header.
     auth_url: bool = False
@@ -67,6 +78,8 @@ VARIANTS = {
     "original": Variant("original", "original", tunnel=True),
     "original_auth_url": Variant("original_auth_url", "original", tunnel=True, auth_url=True),
     "ours_binary": Variant("ours_binary", "ours", tunnel=True, binary=True),
+    "ceiling_ws_binary": Variant("ceiling_ws_binary", "ceiling", tunnel=True, binary=True),
+    "ceiling_ws_json": Variant("ceiling_ws_json", "ceiling", tunnel=True),
 }
 
 

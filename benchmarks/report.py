@@ -131,7 +131,12 @@ def markdown_table(results: dict[str, Any]) -> str:
                 _ratio(entry, "original/direct_nb6"),
             ]
         lines.append("| " + " | ".join(row) + " |")
-        for extra_name, column in (("ours_binary", 3), ("original_auth_url", 8)):
+        for extra_name, column in (
+            ("ours_binary", 3),
+            ("ceiling_ws_binary", 3),
+            ("ceiling_ws_json", 3),
+            ("original_auth_url", 8),
+        ):
             if extra_name not in entry["variants"] or (column > 3 and not with_original):
                 continue
             # A sub-row: the value in its tunnel's column, the ratio in the next one.

@@ -100,6 +100,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="skip our opt-in binary framing (variant ours_binary)",
     )
     parser.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the physical ceiling of the 64 MiB download (a bare Tornado "
+        "WebSocket; variants ceiling_ws_binary and ceiling_ws_json)",
+    )
+    parser.add_argument(
         "--no-quickack",
         action="store_true",
         help="WebSocket clients delay their ACKs as usual (see clients.py)",
@@ -249,7 +255,7 @@ async def main_async(args: argparse.Namespace) -> int:
     import report
     import scenarios_kernel
     import scenarios_memory
-    from servers import OriginalServer
+    from servers import CeilingServer, OriginalServer
 
     clients.QUICK_ACK = not args.no_quickack
     rounds = args.rounds or (1 if args.smoke else 5)
@@ -279,6 +285,8 @@ async def main_async(args: argparse.Namespace) -> int:
     variants = ["direct", "ours"] + ([] if args.no_binary else ["ours_binary"])
     if with_original:
         variants += ["direct_nb6", "original", "original_auth_url"]
+    if not args.no_ceiling:
+        variants += list(harness.CEILING_VARIANTS)
 
     scenarios = all_scenarios(ctx)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -315,12 +323,19 @@ async def main_async(args: argparse.Namespace) -> int:
     ctx.servers["ours"] = ctx.our_server("ours")
     if with_original:
         ctx.servers["original"] = OriginalServer("original", root)
+    ceiling = set(harness.CEILING_VARIANTS) & set(variants)
+    if any(ceiling & set(scenario.variants) for scenario in chosen):
+        ctx.servers["ceiling"] = CeilingServer("ceiling", root)
     try:
         await asyncio.gather(*(server.start() for server in ctx.servers.values()))
         needs_kernels = any(s.key.startswith("kernel") for s in chosen)
         if needs_kernels:
             await asyncio.gather(
-                *(scenarios_kernel.start_kernel(ctx, kind) for kind in ctx.servers)
+                *(
+                    scenarios_kernel.start_kernel(ctx, kind)
+                    for kind in ("ours", "original")
+                    if kind in ctx.servers
+                )
             )
         if any(s.key.startswith("upload") for s in chosen):
             scenarios_memory.prepare_payloads(ctx)

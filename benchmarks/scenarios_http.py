@@ -10,7 +10,9 @@ import asyncio
 import time
 from typing import Any
 
+from clients import CeilingSocket
 from harness import (
+    CEILING_VARIANTS,
     Context,
     CpuWatch,
     Metric,
@@ -132,9 +134,14 @@ async def measure_head_of_line(variant: Variant, ctx: Context) -> dict[str, Any]
 
 def _download(index: int) -> Any:
     async def measure(variant: Variant, ctx: Context) -> dict[str, Any]:
-        """One ``GET /files/...`` read as fast as possible: MiB/s of body."""
+        """One ``GET /files/...`` read as fast as possible: MiB/s of body.
+
+        The ceiling variants read as many bytes from a bare Tornado WebSocket instead.
+        """
         size = ctx.sizes.downloads[index]
         server = ctx.server(variant)
+        if variant.server_kind == "ceiling":
+            return await _ceiling(index, size, variant, server)
         client = await open_http(variant, server)
         try:
             await client.request("GET", STATUS)
@@ -158,6 +165,28 @@ def _download(index: int) -> Any:
         }
 
     return measure
+
+
+async def _ceiling(index: int, size: int, variant: Variant, server: Any) -> dict[str, Any]:
+    """``size`` bytes from ``ceiling_server.py``, timed as a download is."""
+    client = await CeilingSocket.connect(server.ws_url, json_frames=not variant.binary)
+    try:
+        await client.download(1)  # as the GET /api/status before a download
+        with CpuWatch(server) as cpu:
+            client_cpu = time.process_time()
+            start = time.perf_counter()
+            length = await client.download(size)
+            elapsed = time.perf_counter() - start
+            client_cpu = time.process_time() - client_cpu
+    finally:
+        await client.close()
+    if length != size:
+        raise RuntimeError(f"ceiling server sent {length} of {size} bytes")
+    return {
+        f"download_{index}": size / MiB / elapsed,
+        f"download_{index}_cpu": cpu.seconds * 1000 / (size / MiB),
+        f"download_{index}_client_cpu": client_cpu * 1000 / (size / MiB),
+    }
 
 
 def scenarios(ctx: Context) -> list[Scenario]:
@@ -220,7 +249,8 @@ def scenarios(ctx: Context) -> list[Scenario]:
         out.append(
             Scenario(
                 f"download_{index}",
-                BODY_VARIANTS,
+                # The physical ceiling (a bare Tornado WebSocket) for the first size only.
+                BODY_VARIANTS + (CEILING_VARIANTS if index == 0 else ()),
                 _download(index),
                 (
                     Metric(

@@ -4,6 +4,8 @@
   package (so the tunnel is served by the same jupyter_server as the direct requests).
 * ``original``: ``jupyter notebook`` (notebook 6.5) from ``.work/original-venv``, with
   ``jupyter_http_over_ws`` 0.0.8 enabled as a server extension.
+* ``ceiling``: ``ceiling_server.py``, a bare Tornado WebSocket server (no Jupyter, no
+  tunnel) that only streams bytes: what a WebSocket can carry here at all.
 
 Both listen on 127.0.0.1 only, get a random token, share one kernelspec (the
 benchmarking interpreter's ipykernel, so kernel figures compare relays, not kernels)
@@ -256,3 +258,14 @@ class OriginalServer(Server):
             *(["--allow-root"] if os.geteuid() == 0 else []),
             *self.extra_args,
         ]
+
+
+@dataclass
+class CeilingServer(Server):
+    """``ceiling_server.py``: a bare Tornado WebSocket server, the physical ceiling.
+
+    Run with the benchmark's interpreter, i.e. the Python and Tornado of our server.
+    """
+
+    def _argv(self) -> list[str]:
+        return [sys.executable, str(Path(__file__).with_name("ceiling_server.py")), str(self.port)]
