@@ -1,0 +1,82 @@
+"""Faults: a client that vanishes leaves no task, file descriptor or socket behind."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import json
+import os
+
+import pytest
+
+from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.client._connect import Endpoint
+
+pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
+
+
+def open_fds():
+    return len(os.listdir("/proc/self/fd"))
+
+
+def live_tasks():
+    return {t for t in asyncio.all_tasks() if not t.done()}
+
+
+async def settle(ext, baseline_tasks):
+    for _ in range(100):
+        gc.collect()
+        if not ext.sockets and len(live_tasks() - baseline_tasks) <= 1:
+            return
+        await asyncio.sleep(0.05)
+
+
+@pytest.mark.parametrize("direction", ["download", "upload"])
+async def test_vanishing_clients_leak_nothing(
+    hows_server_url, hows_token, jp_serverapp, jp_root_dir, direction
+):
+    ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    upload = json.dumps({"type": "file", "format": "text", "content": "x" * (24 * 1024 * 1024)})
+    endpoint = Endpoint(hows_server_url, token=hows_token)
+    # Warm up (first-use imports, the entrance, caches), then take the baseline.
+    warm = await endpoint.open("http_over_websocket")
+    warm.write_message('{"message_id": 0, "method": "GET", "path": "/api/status"}')
+    await asyncio.wait_for(warm.read_message(), 10)
+    warm.close()
+    await settle(ext, live_tasks())
+    baseline_fds, baseline_tasks = open_fds(), live_tasks()
+
+    for round_ in range(5):
+        connection = await endpoint.open("http_over_websocket")
+        if direction == "download":
+            connection.write_message(
+                json.dumps({"message_id": round_, "method": "GET", "path": "/files/big.bin"})
+            )
+            assert (
+                json.loads(await asyncio.wait_for(connection.read_message(), 10))["status"] == 200
+            )
+        else:
+            message = json.dumps(
+                {
+                    "message_id": round_,
+                    "method": "PUT",
+                    "path": "/api/contents/up.txt",
+                    "body": upload,
+                }
+            )
+            connection.write_message(message)
+            await asyncio.sleep(0.01)  # the upload is still on the wire, or being saved
+        connection.protocol.stream.close()  # vanish: no close frame, just a dead TCP connection
+    await settle(ext, baseline_tasks)
+
+    assert not ext.sockets, "a tunnel socket outlived its client"
+    assert all(s.in_flight == 0 for s in ext.sessions)
+    leaked = live_tasks() - baseline_tasks
+    assert len(leaked) <= 1, leaked  # at most the test's own task
+    assert open_fds() <= baseline_fds + 1
+    # The server still serves, and no half-written upload is left under its name.
+    async with await TunnelClient.connect(hows_server_url, token=hows_token) as client:
+        assert (await client.request("GET", "/api/status")).status == 200
+    up = jp_root_dir / "up.txt"
+    assert not up.exists() or up.stat().st_size == len("x" * (24 * 1024 * 1024))
