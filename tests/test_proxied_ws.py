@@ -246,6 +246,7 @@ async def test_subprotocol_is_chosen_upstream(hows_tunnel, open_socket):
         assert connection.selected_subprotocol == selected, offered
         assert server_kernel_handler(kid, session).selected_subprotocol == selected, offered
         ks = KernelSocket(connection, session, selected)
+        await ks.wait_ready()
         msg_id = await ks.execute("6 * 7")
         (result,) = by_type(await ks.collect(msg_id), "execute_result")
         assert result.content["data"]["text/plain"] == "42"
@@ -270,6 +271,7 @@ async def test_client_learns_the_servers_choice_of_legacy(hows_tunnel, open_sock
     assert connection.selected_subprotocol is None
     assert server_kernel_handler(kid, session).selected_subprotocol is None
     ks = KernelSocket(connection, session, None)
+    await ks.wait_ready()
     msg_id = await ks.execute("6 * 7")
     messages = await ks.collect(msg_id)
     assert not any(m.binary for m in messages)
@@ -645,6 +647,7 @@ async def test_token_in_the_query_or_auth_url(hows_tunnel, hows_server_url, hows
         )
         try:
             ks = KernelSocket(connection, session, None)
+            await ks.wait_ready()  # a fresh kernel's first iopub messages may be dropped
             msg_id = await ks.execute("6 * 7")
             (result,) = by_type(await ks.collect(msg_id), "execute_result")
             assert result.content["data"]["text/plain"] == "42"
