@@ -14,7 +14,7 @@ from typing import Any, Protocol
 from jupyter_server.auth import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Float, Int, List, TraitError, Unicode, validate
+from traitlets import Float, Int, List, TraitError, Unicode, observe, validate
 
 from ._version import __version__
 from .entrance import PrivateEntrance
@@ -44,6 +44,7 @@ class HttpOverWebSocketApp(ExtensionApp):
 
     name = "jupyter_http_over_ws"
     description = __doc__
+    _path_policy: PathPolicy | None = None
     version = __version__
     # A server extension only: it adds handlers to whichever app started the server
     # (jupyter server, jupyter notebook, jupyter lab) and never becomes the default app.
@@ -162,8 +163,14 @@ class HttpOverWebSocketApp(ExtensionApp):
 
     @property
     def path_policy(self) -> PathPolicy:
-        """The compiled ``allowed_paths``."""
-        return PathPolicy.compile(self.allowed_paths)
+        """The compiled ``allowed_paths``, compiled once per value (not per socket)."""
+        if self._path_policy is None:
+            self._path_policy = PathPolicy.compile(self.allowed_paths)
+        return self._path_policy
+
+    @observe("allowed_paths")
+    def _recompile_paths(self, change: dict[str, Any]) -> None:
+        self._path_policy = None
 
     @validate("max_requests_in_flight", "max_body_size", "max_sockets_per_user", "idle_timeout")
     def _non_negative(self, proposal: dict[str, Any]) -> Any:

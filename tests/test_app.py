@@ -53,3 +53,15 @@ def test_every_option_is_documented():
     } <= set(own)
     for name, trait in own.items():
         assert len(trait.help) > 60, name
+
+
+def test_path_policy_follows_allowed_paths():
+    from jupyter_http_over_ws.protocol import ProtocolError
+
+    app = HttpOverWebSocketApp()
+    app.allowed_paths = ["/a"]
+    assert app.path_policy is app.path_policy  # compiled once per value
+    with pytest.raises(ProtocolError):
+        app.path_policy.check("/b")
+    app.allowed_paths = ["/b"]
+    app.path_policy.check("/b")
