@@ -166,7 +166,7 @@ class KernelSocket:
         }
         return await self.send(self.msg("execute_request", content))
 
-    async def wait_ready(self, attempts: int = 40) -> None:
+    async def wait_ready(self, attempts: int = 120) -> None:
         """Wait until the kernel answers on shell and its iopub messages reach us.
 
         After a restart, iopub may drop the first messages while it reconnects, so
