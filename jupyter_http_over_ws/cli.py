@@ -52,6 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("--origin", help="the web origin to present, as a browser page would")
     probe.add_argument("--min-version", help="the min_version a frontend would ask for")
     probe.set_defaults(run=_diagnose)
+    from . import doctor
+
+    doctor.add_arguments(
+        commands.add_parser("doctor", help="find out why a frontend cannot connect, and the fix")
+    )
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -1,0 +1,359 @@
+"""``jupyter http-over-ws doctor``: each failure cause, produced by a real server.
+
+The command runs for real: ``cli.main(["doctor", ...])`` in a worker thread (with its
+own event loop, as from a shell) while pytest-jupyter's server keeps serving on the
+test's loop, and once as a subprocess through the installed ``jupyter-http-over-ws``
+script. Most tests read ``--json`` output; one reads the plain text a user sees.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.server
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_http_over_ws import __version__, cli
+
+pytestmark = pytest.mark.timeout(90)
+
+ALLOWED = "https://allowed.example"
+FOREIGN = "https://evil.example"
+EXTENSION = {"jpserver_extensions": {"jupyter_http_over_ws": True}}
+
+
+def server_config(**server_app: Any) -> dict[str, Any]:
+    """A jp_server_config with the extension and these ``ServerApp`` settings."""
+    return {"ServerApp": {**EXTENSION, **server_app}}
+
+
+def run_doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """``jupyter http-over-ws doctor ARGS`` in this thread: its exit status and stdout."""
+    status = cli.main(["doctor", *args])
+    return status, capsys.readouterr().out
+
+
+async def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str]:
+    """The same, off the test's event loop, so the server on that loop keeps answering."""
+    return await asyncio.to_thread(run_doctor, capsys, *args)
+
+
+async def doctor_json(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, dict]:
+    """Run the doctor with ``--json`` and return its exit status and parsed report."""
+    status, out = await doctor(capsys, *args, "--json", "--timeout", "15")
+    return status, json.loads(out)
+
+
+def findings(report: dict, check: str, status: str | None = None) -> list[dict]:
+    """The findings of one check (and one status)."""
+    return [
+        f
+        for f in report["findings"]
+        if f["check"] == check and (status is None or f["status"] == status)
+    ]
+
+
+def statuses(report: dict) -> list[tuple[str, str]]:
+    """(check, status) of every finding, in order."""
+    return [(f["check"], f["status"]) for f in report["findings"]]
+
+
+def free_port() -> int:
+    """A TCP port nobody listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---------------------------------------------------------------- 1. reachable
+
+
+def test_nothing_listening(capsys):
+    port = free_port()
+    status, out = run_doctor(capsys, f"http://127.0.0.1:{port}/", "--json")
+    report = json.loads(out)
+    assert status == 1
+    assert report["ok"] is False
+    assert statuses(report) == [("reachable", "problem")]
+    (finding,) = report["findings"]
+    assert f"Nothing listens on 127.0.0.1 port {port}" in finding["message"]
+    assert f"jupyter server --port={port}" in finding["fix"]
+
+
+class _NotJupyter(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        body = b"<html>some other web server</html>"
+        self.send_response(404)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def other_web_server() -> Iterator[str]:
+    """A plain HTTP server that is not Jupyter (the standard library's)."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotJupyter)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_not_a_jupyter_server(capsys, other_web_server):
+    status, out = run_doctor(capsys, f"http://{other_web_server}/", "--json")
+    report = json.loads(out)
+    assert status == 1
+    assert statuses(report) == [("reachable", "problem")]
+    message = report["findings"][0]["message"]
+    assert "gave 404" in message
+    assert "not a Jupyter server" in message
+    assert "base_url" in report["findings"][0]["fix"]
+
+
+def test_tls_to_a_plain_http_server(capsys, other_web_server):
+    status, out = run_doctor(capsys, f"https://{other_web_server}/", "--json", "--timeout", "10")
+    report = json.loads(out)
+    assert status == 1
+    assert statuses(report) == [("reachable", "problem")]
+    assert "TLS handshake" in report["findings"][0]["message"]
+    assert "http://" in report["findings"][0]["fix"]
+
+
+@pytest.mark.parametrize("jp_base_url", ["/user/alice/"])
+async def test_url_without_the_base_url(capsys, hows_server_url, hows_token):
+    root = hows_server_url.removesuffix("user/alice/")
+    status, report = await doctor_json(capsys, root, "--token", hows_token)
+    assert status == 1
+    assert statuses(report) == [("reachable", "problem")]
+    assert "base_url" in report["findings"][0]["message"]
+
+
+# ---------------------------------------------------------------- 2. extension
+
+
+@pytest.mark.parametrize("jp_server_config", [{"ServerApp": {"jpserver_extensions": {}}}])
+async def test_server_without_the_extension(capsys, hows_server_url, hows_token):
+    status, report = await doctor_json(capsys, hows_server_url, "--token", hows_token)
+    assert status == 1
+    assert statuses(report) == [("reachable", "ok"), ("extension", "problem")]
+    finding = report["findings"][1]
+    assert "does not load the jupyter_http_over_ws extension" in finding["message"]
+    assert "pip install -U jupyter-http-over-ws" in finding["fix"]
+    assert "jupyter server extension enable jupyter_http_over_ws" in finding["fix"]
+
+
+async def test_min_version_newer_than_the_server(capsys, hows_server_url, hows_token):
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--token", hows_token, "--min-version", "99.0"
+    )
+    assert status == 1
+    assert statuses(report) == [("reachable", "ok"), ("extension", "problem")]
+    finding = report["findings"][1]
+    assert f"jupyter_http_over_ws {__version__}, older than the 99.0" in finding["message"]
+    assert "4400" in finding["message"]
+    assert "pip install -U jupyter-http-over-ws" in finding["fix"]
+
+
+# ---------------------------------------------------------------- 3. origin
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_origin_not_allowed(capsys, hows_server_url, hows_token):
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--origin", FOREIGN, "--token", hows_token, "--no-kernel"
+    )
+    assert status == 1
+    (problem,) = findings(report, "origin", "problem")
+    # With a valid token, the server shows its allow_origin as configured.
+    assert problem["message"] == (
+        f"The server allows only the origin {ALLOWED!r}, not {FOREIGN!r}."
+    )
+    assert f"--ServerApp.allow_origin='{FOREIGN}'" in problem["fix"]
+    # The token still opens the tunnel from there, as jupyter_server decides; the doctor
+    # says so rather than leaving the user to wonder.
+    assert findings(report, "credentials", "ok")
+    (note,) = findings(report, "credentials", "note")
+    assert "trusts a valid token from any origin" in note["message"]
+    assert findings(report, "request", "ok")
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_origin_not_allowed_without_a_token(capsys, hows_server_url):
+    status, report = await doctor_json(capsys, hows_server_url, "--origin", FOREIGN)
+    assert status == 1
+    (problem,) = findings(report, "origin", "problem")
+    assert "neither allow_origin nor allow_origin_pat admits it" in problem["message"]
+    assert f"--ServerApp.allow_origin='{FOREIGN}'" in problem["fix"]
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED + "/")])
+@pytest.mark.parametrize("with_token", [True, False])
+async def test_allow_origin_with_a_trailing_slash(capsys, hows_server_url, hows_token, with_token):
+    """Configured as it was given (with a slash), the server matches no browser."""
+    args = ["--origin", ALLOWED + "/", "--no-kernel"]
+    if with_token:
+        args += ["--token", hows_token]
+    status, report = await doctor_json(capsys, hows_server_url, *args)
+    assert status == 1
+    (note,) = findings(report, "origin", "note")
+    assert f"so {ALLOWED!r} was checked" in note["message"]
+    (problem,) = findings(report, "origin", "problem")
+    assert problem["message"] == (
+        f"The server's allow_origin is '{ALLOWED}/', which has a trailing slash and so "
+        f"matches no browser's Origin ({ALLOWED!r})."
+    )
+    assert f"--ServerApp.allow_origin='{ALLOWED}'" in problem["fix"]
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_origin_argument_with_a_trailing_slash(capsys, hows_server_url, hows_token):
+    """A slash only in the doctor's argument: noted, checked without it, and it works."""
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--origin", ALLOWED + "/", "--token", hows_token, "--no-kernel"
+    )
+    assert status == 0, report
+    notes = findings(report, "origin", "note")
+    assert "is not what a browser sends" in notes[0]["message"]
+    (ok,) = findings(report, "origin", "ok")
+    assert ok["message"].startswith(f"The server accepts WebSockets from {ALLOWED}:")
+    assert "allow_origin or allow_origin_pat admits it" in ok["message"]
+
+
+@pytest.mark.parametrize(
+    "jp_server_config", [server_config(allow_origin_pat=r"https://.*\.allowed\.example")]
+)
+async def test_allow_origin_pat(capsys, hows_server_url, hows_token):
+    origin = "https://app.allowed.example"
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--origin", origin, "--token", hows_token, "--no-kernel"
+    )
+    assert status == 0, report
+    (ok,) = findings(report, "origin", "ok")
+    assert origin in ok["message"]
+    (kernel,) = findings(report, "kernel")
+    assert kernel["status"] == "skipped"
+
+
+# ---------------------------------------------------------------- 4. credentials
+
+
+async def test_wrong_token(capsys, hows_server_url):
+    status, report = await doctor_json(capsys, hows_server_url, "--token", "wrong")
+    assert status == 1
+    (problem,) = findings(report, "credentials", "problem")
+    assert problem["message"] == "The server refused the token (the tunnel upgrade answered 403)."
+    assert "jupyter server list" in problem["fix"]
+    (note,) = findings(report, "credentials", "note")
+    assert "SameSite=Lax" in note["message"]
+    assert not findings(report, "request")
+
+
+async def test_no_token(capsys, hows_server_url):
+    """The text a user reads: one sentence per finding, the fix under each problem."""
+    status, out = await doctor(capsys, hows_server_url, "--timeout", "15")
+    assert status == 1
+    lines = out.splitlines()
+    assert lines[0] == f"Checking {hows_server_url}"
+    assert lines[1].startswith("ok       Jupyter Server ")
+    assert lines[2] == f"ok       The jupyter_http_over_ws extension {__version__} is loaded."
+    assert lines[3].startswith("skipped  No --origin given")
+    problem = lines.index(
+        "PROBLEM  The server requires credentials and none were given "
+        "(the tunnel upgrade answered 403)."
+    )
+    fix = lines[problem + 1]
+    assert fix.strip().startswith("fix: pass the server's token")
+    assert "--token <token>" in fix
+    assert "jupyter_http_over_ws_auth_url" in fix
+    assert "token option" in fix
+    assert any(
+        line.startswith("note") and "SameSite=Lax" in line and "original README" in line
+        for line in lines
+    )
+    assert lines[-1] == "1 problem found."
+
+
+@pytest.mark.parametrize("jp_base_url", ["/user/alice/"])
+async def test_token_and_base_url_from_a_copied_page_url(capsys, hows_server_url, hows_token):
+    """The URL as a browser shows it: a page under base_url, the token in the query."""
+    assert hows_server_url.endswith("/user/alice/")
+    url = f"{hows_server_url}lab?token={hows_token}"
+    status, report = await doctor_json(capsys, url, "--no-kernel")
+    assert status == 0, report
+    assert report["url"] == hows_server_url
+    (note,) = findings(report, "reachable", "note")
+    assert "is a page of the server" in note["message"]
+    (ok,) = findings(report, "credentials", "ok")
+    assert "as jupyter_http_over_ws_auth_url" in ok["message"]
+
+
+# ---------------------------------------------------------------- 5. everything
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_all_good(capsys, hows_server_url, hows_token, jp_serverapp):
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--origin", ALLOWED, "--token", hows_token
+    )
+    assert status == 0, report
+    assert report["ok"] is True
+    assert [check for check, state in statuses(report) if state == "ok"] == [
+        "reachable",
+        "extension",
+        "origin",
+        "credentials",
+        "request",
+        "kernel",
+    ]
+    assert {state for _, state in statuses(report)} == {"ok", "note"}
+    (kernel,) = findings(report, "kernel")
+    assert kernel["message"].startswith("A python kernel answered kernel_info through a proxied")
+    assert "v1.kernel.websocket.jupyter.org" in kernel["message"]
+    # The doctor shut its kernel down.
+    assert jp_serverapp.kernel_manager.list_kernel_ids() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_installed_command(hows_server_url, hows_token):
+    """``jupyter http-over-ws doctor`` as a user runs it: the installed script, a process."""
+    script = shutil.which("jupyter-http-over-ws", path=str(Path(sys.executable).parent))
+    assert script is not None
+    jupyter = [sys.executable, "-m", "jupyter", "http-over-ws"]
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(script).parent), os.environ["PATH"]])}
+    for command, token in ((jupyter, hows_token), ([script], "wrong")):
+        process = await asyncio.create_subprocess_exec(
+            *command,
+            "doctor",
+            hows_server_url,
+            "--origin",
+            ALLOWED,
+            "--token",
+            token,
+            "--no-kernel",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+        )
+        out, err = await asyncio.wait_for(process.communicate(), 60)
+        text = out.decode()
+        if token == hows_token:
+            assert process.returncode == 0, (text, err.decode())
+            assert text.splitlines()[-1] == "Everything works."
+        else:
+            assert process.returncode == 1, (text, err.decode())
+            assert "PROBLEM  The server refused the token" in text
