@@ -40,7 +40,11 @@ TOO_MANY_SOCKETS_CODE = 4429
 #: Path segments of frontend pages: a URL copied from the browser's address bar
 #: (``http://localhost:8888/lab?token=...``) names a page under the server's base_url.
 FRONTEND_PAGES = frozenset({"lab", "tree", "notebooks", "edit", "consoles", "terminals", "doc"})
-INSTALL = "pip install -U jupyter-http-over-ws"
+#: How to install this package where the server runs (PyPI's 0.0.8 is the original).
+INSTALL = (
+    "install this package into the server's Python environment "
+    "(`pip install -U jupyter-http-over-ws`, or `pip install .` in a checkout)"
+)
 SAMESITE_NOTE = (
     "Opening the server's URL once in the browser (the original README's advice) does not "
     "help a page on another site: browsers withhold the login cookie (SameSite=Lax, the "
@@ -300,7 +304,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
                 PROBLEM,
                 "The server does not load the jupyter_http_over_ws extension "
                 f"({url}http_over_websocket/diagnose is 404).",
-                f"`{INSTALL}` in the server's Python environment, check that "
+                f"{INSTALL}, check that "
                 "`jupyter server extension list` shows it enabled "
                 "(else `jupyter server extension enable jupyter_http_over_ws`), and restart "
                 "the server",
@@ -329,7 +333,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
             f"The server runs jupyter_http_over_ws {version}, older than the "
             f"{target.min_version} the frontend asks for (--min-version): the tunnel would "
             "close at once with code 4400.",
-            f"`{INSTALL}` in the server's Python environment and restart the server",
+            f"{INSTALL} and restart the server",
         )
         return False
     if _is_original(version):
@@ -338,7 +342,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
             PROBLEM,
             f"The server runs the original extension (it reports {version}), which breaks on "
             "current Tornado and jupyter_server.",
-            f"`{INSTALL}` in the server's Python environment and restart the server",
+            f"{INSTALL} and restart the server",
         )
         return False
     report.add("extension", OK, f"The jupyter_http_over_ws extension {version} is loaded.")
@@ -593,7 +597,7 @@ def _closed_reason(tunnel: Any) -> tuple[str, str | None]:
     if code == VERSION_CLOSE_CODE:
         return (
             f"The server closed the tunnel at once: {reason}",
-            f"`{INSTALL}` in the server's Python environment and restart the server",
+            f"{INSTALL} and restart the server",
         )
     if code == TOO_MANY_SOCKETS_CODE:
         return (
