@@ -24,13 +24,15 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-OK = "ok"
-PROBLEM = "problem"
-NOTE = "note"
-SKIPPED = "skipped"
+#: A finding's status: it works, it is broken (with a fix), worth knowing, or not checked.
+Status = Literal["ok", "problem", "note", "skipped"]
+OK: Status = "ok"
+PROBLEM: Status = "problem"
+NOTE: Status = "note"
+SKIPPED: Status = "skipped"
 
 #: The kernel WebSocket subprotocol JupyterLab offers (jupyter_server 2 speaks it).
 KERNEL_V1 = "v1.kernel.websocket.jupyter.org"
@@ -64,7 +66,7 @@ class Finding:
     """One result: which check, whether it passed, one sentence, and the fix."""
 
     check: str
-    status: str
+    status: Status
     message: str
     fix: str | None = None
 
@@ -83,14 +85,6 @@ class Target:
 
 
 @dataclass
-class _Server:
-    """What the first request learned about the server."""
-
-    url: str
-    version: str
-
-
-@dataclass
 class Report:
     """Every finding of one run, in order."""
 
@@ -100,11 +94,11 @@ class Report:
     @property
     def ok(self) -> bool:
         """True when no check found a problem and every essential check ran."""
-        statuses = {f.check: f.status for f in self.findings if f.status == OK}
+        passed = {f.check for f in self.findings if f.status == OK}
         essential = {"reachable", "extension", "credentials", "request"}
-        return not any(f.status == PROBLEM for f in self.findings) and essential <= set(statuses)
+        return essential <= passed and not any(f.status == PROBLEM for f in self.findings)
 
-    def add(self, check: str, status: str, message: str, fix: str | None = None) -> Finding:
+    def add(self, check: str, status: Status, message: str, fix: str | None = None) -> Finding:
         """Record one finding and return it."""
         finding = Finding(check, status, message, fix)
         self.findings.append(finding)
@@ -238,8 +232,8 @@ def _unreachable(report: Report, url: str, error: BaseException) -> None:
         )
 
 
-async def check_reachable(report: Report, target: Target, url: str) -> _Server | None:
-    """Check 1: a Jupyter server answers ``GET {base_url}api`` at ``url``."""
+async def check_reachable(report: Report, target: Target, url: str) -> str | None:
+    """Check 1: a Jupyter server answers ``GET {base_url}api``; returns its URL."""
     first_status: int | None = None
     for candidate in base_url_candidates(url):
         try:
@@ -254,7 +248,6 @@ async def check_reachable(report: Report, target: Target, url: str) -> _Server |
             except (ValueError, AttributeError):
                 version = None
         if version:
-            server = _Server(url=candidate, version=str(version))
             if candidate != url:
                 report.add(
                     "reachable",
@@ -262,8 +255,8 @@ async def check_reachable(report: Report, target: Target, url: str) -> _Server |
                     f"{url} is a page of the server, so its base URL {candidate} was used.",
                     f"give {candidate} as the server URL",
                 )
-            report.add("reachable", OK, f"Jupyter Server {server.version} answers at {candidate}.")
-            return server
+            report.add("reachable", OK, f"Jupyter Server {version} answers at {candidate}.")
+            return candidate
         if first_status is None:
             first_status = response.code
     if first_status == 403:
@@ -404,9 +397,7 @@ async def _configured_origin(
     return None
 
 
-async def check_origin(
-    report: Report, target: Target, server: _Server, token: str | None
-) -> bool | None:
+async def check_origin(report: Report, target: Target, url: str, token: str | None) -> bool | None:
     """Check 3: the server accepts WebSockets from ``--origin``; None when not asked."""
     from tornado.httpclient import HTTPClientError
 
@@ -439,9 +430,7 @@ async def check_origin(
             f"write it as '{origin}' here and in {_flag(origin)}",
         )
     try:
-        await _bounded(
-            diagnose(server.url, origin=origin, connect_timeout=target.timeout), target.timeout
-        )
+        await _bounded(diagnose(url, origin=origin, connect_timeout=target.timeout), target.timeout)
     except HTTPClientError as error:
         if error.code != 403:
             report.add(
@@ -451,7 +440,7 @@ async def check_origin(
                 "read the server's log for the reason",
             )
             return False
-        allowed = await _configured_origin(server.url, origin, target.timeout, token)
+        allowed = await _configured_origin(url, origin, target.timeout, token)
         mistake = _describe_mismatch(allowed, origin) if allowed else None
         if allowed and mistake:
             message = (
@@ -473,7 +462,7 @@ async def check_origin(
             "'<regex>' matching every origin you need)",
         )
         return False
-    cors = await _cors(server.url, origin, target.timeout)
+    cors = await _cors(url, origin, target.timeout)
     allowed, credentials = cors if cors is not None else (None, False)
     if allowed == "*":
         how = "allow_origin='*' admits every site (only safe on a machine nobody else reaches)"
@@ -783,13 +772,13 @@ async def examine(target: Target) -> Report:
     url, url_token = normalize_url(target.url)
     token = target.token or url_token
     report = Report(url)
-    server = await check_reachable(report, target, url)
-    if server is None:
+    found = await check_reachable(report, target, url)
+    if found is None:
         return report
-    url = report.url = server.url
+    url = report.url = found
     if not await check_extension(report, target, url):
         return report
-    origin_ok = await check_origin(report, target, server, token)
+    origin_ok = await check_origin(report, target, url, token)
     tunnel = await check_credentials(report, target, url, token, origin_ok)
     if tunnel is None:
         return report

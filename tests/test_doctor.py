@@ -357,3 +357,48 @@ async def test_installed_command(hows_server_url, hows_token):
         else:
             assert process.returncode == 1, (text, err.decode())
             assert "PROBLEM  The server refused the token" in text
+
+
+# ---------------------------------------------------------------- 5. what breaks after the upgrade
+
+
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin="*")])
+async def test_allow_origin_star_is_named(capsys, hows_server_url, hows_token):
+    status, report = await doctor_json(
+        capsys, hows_server_url, "--origin", FOREIGN, "--token", hows_token, "--no-kernel"
+    )
+    assert status == 0, report
+    (ok,) = findings(report, "origin", "ok")
+    assert "allow_origin='*' admits every site" in ok["message"]
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": EXTENSION,
+            "HttpOverWebSocketApp": {"allowed_paths": ["/api/kernels"]},
+        }
+    ],
+)
+async def test_allowed_paths_refusing_the_request(capsys, hows_server_url, hows_token):
+    status, report = await doctor_json(capsys, hows_server_url, "--token", hows_token)
+    assert status == 1
+    (problem,) = findings(report, "request", "problem")
+    assert problem["message"].startswith("GET /api/status through the tunnel answered 403")
+    assert "allowed_paths" in problem["fix"]
+    assert not findings(report, "kernel")
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": EXTENSION, "MappingKernelManager": {"default_kernel_name": "no-such-kernel"}}],
+)
+async def test_kernel_that_cannot_start(capsys, hows_server_url, hows_token, jp_serverapp):
+    status, report = await doctor_json(capsys, hows_server_url, "--token", hows_token)
+    assert status == 1
+    assert findings(report, "request", "ok")
+    (problem,) = findings(report, "kernel", "problem")
+    assert problem["message"].startswith("Starting a kernel through the tunnel answered ")
+    assert "pip install ipykernel" in problem["fix"]
+    assert jp_serverapp.kernel_manager.list_kernel_ids() == []
