@@ -57,6 +57,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     doctor.add_arguments(
         commands.add_parser("doctor", help="find out why a frontend cannot connect, and the fix")
     )
+    from . import demo
+
+    demo.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

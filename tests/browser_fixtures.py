@@ -1,0 +1,118 @@
+"""Shared parts of the browser tests: Debian's Chromium under Playwright, servers as subprocesses.
+
+Playwright's sync API runs its own event loop, so it cannot share pytest-jupyter's:
+the Jupyter server under test runs as a subprocess (``python -m jupyter_server``), and
+the test pages come from a small static server on another origin.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_http_over_ws.demo import server_command, stop_process, wait_until_up
+
+REPO = Path(__file__).resolve().parents[1]
+E2E = REPO / "e2e"
+SERVICES_BUNDLE = E2E / "dist" / "services.js"
+
+#: Chromium flags: headless, no sandbox (root in CI), and no traffic of its own.
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def chromium_path() -> str:
+    """Debian's Chromium (CHROMIUM_BIN overrides); a clear failure when it is missing."""
+    path = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).is_file():
+        pytest.fail(f"Chromium not found at {path}: apt-get install chromium (see .ci/run)")
+    return path
+
+
+def services_bundle() -> Path:
+    """The esbuild bundle of @jupyterlab/services, built if only the build step is missing."""
+    if not SERVICES_BUNDLE.is_file():
+        if not (E2E / "node_modules" / "@jupyterlab" / "services").is_dir():
+            pytest.fail("e2e/node_modules is missing: run `npm ci && npm run build` in e2e/")
+        subprocess.run(["npm", "run", "build"], cwd=E2E, check=True)
+    return SERVICES_BUNDLE
+
+
+@contextlib.contextmanager
+def launch_browser() -> Iterator[Any]:
+    """A Playwright Chromium browser (Playwright gives it a fresh temporary profile)."""
+    from playwright.sync_api import sync_playwright
+
+    playwright = sync_playwright().start()
+    try:
+        browser = playwright.chromium.launch(
+            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        playwright.stop()
+
+
+def jupyter_env(home: Path) -> dict[str, str]:
+    """An environment that keeps the user's Jupyter config and runtime files out."""
+    env = dict(os.environ)
+    env.update(
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        IPYTHONDIR=str(home / "ipython"),
+        JUPYTER_PLATFORM_DIRS="1",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+@contextlib.contextmanager
+def jupyter_server(
+    home: Path, *, port: int, token: str, root_dir: Path, **origin: str
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real Jupyter server with the extension, as a subprocess; its log in home/server.log."""
+    home.mkdir(parents=True, exist_ok=True)
+    command = server_command(
+        port=port,
+        token=token,
+        root_dir=root_dir,
+        extra=["--ServerApp.log_level=INFO"],
+        **origin,
+    )
+    with open(home / "server.log", "wb") as log:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=jupyter_env(home),
+        )
+    try:
+        try:
+            wait_until_up(f"http://127.0.0.1:{port}/", process)
+        except (RuntimeError, TimeoutError) as e:
+            sys.stderr.write((home / "server.log").read_text(errors="replace")[-4000:])
+            pytest.fail(str(e))
+        yield process
+    finally:
+        stop_process(process)

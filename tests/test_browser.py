@@ -1,0 +1,575 @@
+"""The browser client in a real browser: Debian's Chromium, a page on another origin.
+
+Layout (all on loopback):
+
+- Jupyter with the extension at ``http://127.0.0.1:P/``, token ``T``, allowing the
+  origins ``http://localhost:Q`` and ``http://127.0.0.1:Q`` (``allow_origin_pat``);
+- the test page at ``http://localhost:Q/``: cross-origin *and* cross-site (an IP
+  address is a site of its own), the case the tunnel is for;
+- the same page server reached as ``http://127.0.0.1:Q/``: cross-origin but same-site,
+  to contrast what a login cookie does;
+- a second page server at ``http://127.0.0.1:R/``: an origin the server does not allow
+  (same site as the server, so a login cookie goes along and only the origin is wrong).
+
+The page imports the client from the server (``http_over_websocket/static/index.js``)
+and an unmodified ``@jupyterlab/services`` from npm (bundled by esbuild in ``e2e/``).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_fixtures import jupyter_server, launch_browser, services_bundle
+
+from jupyter_http_over_ws.demo import PageServer, free_port
+
+pytestmark = pytest.mark.slow
+
+ALL_BYTES = bytes(range(256)) * 64  # 16 KiB, every byte value, in every position mod 256
+BIG_SIZE = 512 * 1024 * 1024  # a sparse file: costs no disk, takes seconds to send whole
+
+#: Run in the page: load the client and @jupyterlab/services, then the test's body.
+PRELUDE = """
+async (a) => {
+  const client = await import(a.server + "http_over_websocket/static/index.js");
+  const services = await import("/services.js");
+  const connect = (extra) => client.connect({ url: a.server, token: a.token, ...(extra || {}) });
+  const settingsFor = (tunnel) => services.ServerConnection.makeSettings({
+    baseUrl: a.server,
+    wsUrl: a.server.replace(/^http/, "ws"),
+    fetch: tunnel.fetch,
+    WebSocket: tunnel.WebSocket,
+    Request,
+    Headers,
+    token: a.token,
+  });
+  const errorText = (e) => `${e && e.name}: ${e && e.message}`;
+  %s
+}
+"""
+
+
+class Setup:
+    """What the tests need to know about the servers."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+    server: str
+    token: str
+    root: Path
+    page: str
+    same_site_page: str
+    foreign_page: str
+    pid: int
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    """Jupyter and the page servers for this module."""
+    base = tmp_path_factory.mktemp("browser")
+    pages = base / "pages"
+    pages.mkdir()
+    (pages / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><title>test page</title><p>test page</p>\n"
+    )
+    shutil.copy(services_bundle(), pages / "services.js")
+    root = base / "root"
+    root.mkdir()
+    (root / "hello.txt").write_text("hello from the server's disk\n")
+    (root / "all-bytes.bin").write_bytes(ALL_BYTES)
+    with open(root / "big.bin", "wb") as f:
+        f.truncate(BIG_SIZE)
+
+    token = secrets.token_hex(16)
+    port = free_port()
+    with PageServer(pages) as page, PageServer(pages) as foreign:
+        pattern = rf"^http://(localhost|127\.0\.0\.1):{page.port}$"
+        with jupyter_server(
+            base / "jupyter", port=port, token=token, root_dir=root, allow_origin_pat=pattern
+        ) as process:
+            yield Setup(
+                server=f"http://127.0.0.1:{port}/",
+                token=token,
+                root=root,
+                page=f"http://localhost:{page.port}/",
+                same_site_page=f"http://127.0.0.1:{page.port}/",
+                foreign_page=f"http://127.0.0.1:{foreign.port}/",
+                pid=process.pid,
+            )
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module; each test gets its own context (cookies, storage)."""
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context: no cookies, no cache."""
+    ctx = browser.new_context()
+    ctx.set_default_timeout(60_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
+def open_page(context: Any, url: str) -> Any:
+    """A page at ``url`` whose console errors end up in the test's output."""
+    page = context.new_page()
+    page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
+    page.on("pageerror", lambda err: print(f"[pageerror] {err}"))
+    page.goto(url)
+    return page
+
+
+def run(page: Any, setup: Setup, body: str, token: str | None = None, **args: Any) -> Any:
+    """Run ``body`` (an async function's body, with the prelude's names) in the page."""
+    arguments = {"server": setup.server, "token": setup.token if token is None else token}
+    arguments.update(args)
+    return page.evaluate(PRELUDE % body, arguments)
+
+
+def log_in(context: Any, setup: Setup) -> list[dict[str, Any]]:
+    """Log in to Jupyter the way a person does (its URL with ?token=), returning its cookies."""
+    page = open_page(context, f"{setup.server}tree?token={setup.token}")
+    page.close()
+    return [c for c in context.cookies() if c["domain"] == "127.0.0.1"]
+
+
+def test_plain_cross_site_fetch_is_refused_while_the_tunnel_works(
+    context: Any, setup: Setup
+) -> None:
+    log_in(context, setup)
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const out = {};
+        try {
+          const r = await fetch(a.server + "api/contents", { credentials: "include" });
+          out.plain = `status ${r.status}`;
+        } catch (e) {
+          out.plain = errorText(e);
+        }
+        const tunnel = await connect();
+        const r = await tunnel.fetch("api/contents");
+        out.status = r.status;
+        out.type = r.headers.get("content-type");
+        out.names = (await r.json()).content.map((f) => f.name).sort();
+        tunnel.close();
+        return out;
+        """,
+    )
+    # The browser refuses the plain request (no credentialed CORS grant, and the login
+    # cookie is not sent cross-site anyway): script gets a network error, not a response.
+    assert result["plain"].startswith("TypeError"), result
+    assert result["status"] == 200
+    assert result["type"].startswith("application/json")
+    assert {"all-bytes.bin", "big.bin", "hello.txt"} <= set(result["names"])
+
+
+def test_binary_upload_and_download_are_byte_exact(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const expected = new Uint8Array(256 * 64).map((_, i) => i % 256);
+        // Download: the file on disk holds every byte value.
+        const down = await tunnel.fetch(a.server + "files/all-bytes.bin");
+        const got = new Uint8Array(await down.arrayBuffer());
+        const same = (x) => x.length === expected.length && x.every((b, i) => b === expected[i]);
+        const downloadExact = same(got);
+        // Upload through the Contents API (base64 in JSON), the request body sent as bytes.
+        let binary = "";
+        for (const b of expected) binary += String.fromCharCode(b);
+        const model = { type: "file", format: "base64", content: btoa(binary) };
+        const body = new TextEncoder().encode(JSON.stringify(model));
+        const up = await tunnel.fetch(new Request(a.server + "api/contents/uploaded.bin", {
+          method: "PUT", body, headers: { "Content-Type": "application/json" },
+        }));
+        const upModel = await up.json();
+        // And back again, as the Contents API returns it.
+        const back = await tunnel.fetch("api/contents/uploaded.bin?content=1&format=base64");
+        const backText = atob((await back.json()).content);
+        const backBytes = Uint8Array.from(backText, (c) => c.charCodeAt(0));
+        tunnel.close();
+        return {
+          downStatus: down.status,
+          downLength: got.length,
+          downloadExact,
+          upStatus: up.status,
+          upSize: upModel.size,
+          roundTripExact: same(backBytes),
+        };
+        """,
+    )
+    assert result["downStatus"] == 200
+    assert result["downLength"] == len(ALL_BYTES)
+    assert result["downloadExact"] is True
+    assert result["upStatus"] == 201, result
+    assert result["upSize"] == len(ALL_BYTES)
+    assert (setup.root / "uploaded.bin").read_bytes() == ALL_BYTES
+    assert result["roundTripExact"] is True
+
+
+KERNEL_CODE = """
+import sys
+from IPython.display import display
+print("to stdout")
+print("to stderr", file=sys.stderr)
+display({"text/plain": "a display", "text/markdown": "**a display**"}, raw=True)
+6 * 7
+"""
+
+
+def test_jupyterlab_services_kernel_outputs_through_the_tunnel(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
+        const kernel = await kernels.startNew({ name: "python3" });
+        const execute = async (code) => {
+          const outputs = [];
+          const future = kernel.requestExecute({ code });
+          future.onIOPub = (msg) => {
+            const kinds = ["stream", "display_data", "execute_result", "error"];
+            if (kinds.includes(msg.header.msg_type)) {
+              outputs.push({ type: msg.header.msg_type, content: msg.content });
+            }
+          };
+          let reply;
+          try {
+            reply = (await future.done).content;
+          } catch (e) {
+            reply = { status: "rejected", error: errorText(e) };
+          }
+          return { reply, outputs };
+        };
+        const ok = await execute(a.code);
+        const bad = await execute("1 / 0");
+        const running = [...kernels.running()].map((k) => k.id);
+        const id = kernel.id;
+        await kernel.shutdown();
+        kernels.dispose();
+        tunnel.close();
+        return { ok, bad, running, id };
+        """,
+        code=KERNEL_CODE,
+    )
+    ok, bad = result["ok"], result["bad"]
+    assert ok["reply"]["status"] == "ok", ok
+    streams = {
+        o["content"]["name"]: o["content"]["text"] for o in ok["outputs"] if o["type"] == "stream"
+    }
+    assert streams == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
+    displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
+    assert displays == [{"text/plain": "a display", "text/markdown": "**a display**"}]
+    results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]
+    assert results == [{"text/plain": "42"}]
+    errors = [o["content"] for o in bad["outputs"] if o["type"] == "error"]
+    assert [(e["ename"], e["evalue"]) for e in errors] == [
+        ("ZeroDivisionError", "division by zero")
+    ]
+    assert bad["reply"]["status"] in ("error", "rejected"), bad
+    assert result["id"] in result["running"]
+
+
+def test_session_and_contents_managers_through_the_tunnel(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const serverSettings = settingsFor(tunnel);
+        const contents = new services.ContentsManager({ serverSettings });
+        const saved = await contents.save("saved-by-services.txt", {
+          type: "file", format: "text", content: "saved through the tunnel\\n",
+        });
+        const listing = await contents.get("");
+        const sessions = new services.SessionManager({
+          serverSettings,
+          kernelManager: new services.KernelManager({ serverSettings }),
+        });
+        const session = await sessions.startNew({
+          path: "notebook.ipynb", type: "notebook", name: "notebook.ipynb",
+          kernel: { name: "python3" },
+        });
+        await sessions.refreshRunning();
+        const running = [...sessions.running()].map((s) => s.path);
+        const reply = await session.kernel.requestExecute({ code: "x = 1" }).done;
+        await session.shutdown();
+        await sessions.refreshRunning();
+        const after = [...sessions.running()].map((s) => s.path);
+        sessions.dispose();
+        tunnel.close();
+        return {
+          saved: saved.path,
+          names: listing.content.map((f) => f.name),
+          running,
+          after,
+          status: reply.content.status,
+        };
+        """,
+    )
+    assert result["saved"] == "saved-by-services.txt"
+    assert "saved-by-services.txt" in result["names"]
+    assert (setup.root / "saved-by-services.txt").read_text() == "saved through the tunnel\n"
+    assert result["running"] == ["notebook.ipynb"]
+    assert result["status"] == "ok"
+    assert result["after"] == []
+
+
+COMM_TARGET = """
+from comm import get_comm_manager
+
+def _open(comm, open_msg):
+    @comm.on_msg
+    def _echo(msg):
+        buffers = [bytes(b)[::-1] for b in msg["buffers"]]
+        comm.send(data={"echo": msg["content"]["data"], "sizes": [len(b) for b in buffers]},
+                  buffers=buffers)
+
+get_comm_manager().register_target("hows-echo", _open)
+"""
+
+
+def test_comm_message_with_a_binary_buffer_round_trips(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
+        const kernel = await kernels.startNew({ name: "python3" });
+        const setupReply = await kernel.requestExecute({ code: a.code }).done;
+        const comm = kernel.createComm("hows-echo");
+        const answer = new Promise((resolve) => { comm.onMsg = resolve; });
+        await comm.open({}).done;
+        const payload = new Uint8Array(256).map((_, i) => i);
+        comm.send({ method: "update", state: { value: 7 } }, {}, [payload.buffer]);
+        const msg = await answer;
+        const buffer = msg.buffers[0];
+        const view = buffer instanceof ArrayBuffer ? new Uint8Array(buffer)
+          : new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.byteLength);
+        await kernel.shutdown();
+        kernels.dispose();
+        tunnel.close();
+        return {
+          setup: setupReply.content.status,
+          data: msg.content.data,
+          bytes: Array.from(view),
+        };
+        """,
+        code=COMM_TARGET,
+    )
+    assert result["setup"] == "ok"
+    assert result["data"] == {"echo": {"method": "update", "state": {"value": 7}}, "sizes": [256]}
+    assert result["bytes"] == list(range(255, -1, -1))
+
+
+def _io_bytes(pid: int) -> int:
+    """Bytes the process has read and written with system calls (files and sockets)."""
+    fields = dict(line.split(": ") for line in Path(f"/proc/{pid}/io").read_text().splitlines())
+    return int(fields["rchar"]) + int(fields["wchar"])
+
+
+def _settled_io_bytes(pid: int) -> int:
+    """The process's I/O count once it has stopped moving for half a second."""
+    before = _io_bytes(pid)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = _io_bytes(pid)
+        if now - before < 1024 * 1024:
+            return now
+        before = now
+    return _io_bytes(pid)
+
+
+def test_abort_of_a_large_download_cancels_it_on_the_server(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    run(page, setup, "window.tunnel = await connect();")
+    start = _settled_io_bytes(setup.pid)
+    result = run(
+        page,
+        setup,
+        """
+        const controller = new AbortController();
+        const response = await window.tunnel.fetch("files/big.bin", { signal: controller.signal });
+        const reader = response.body.getReader();
+        let received = 0;
+        while (received < 1024 * 1024) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          received += value.length;
+        }
+        controller.abort();
+        let after;
+        try {
+          while (true) {
+            const { value, done } = await reader.read();
+            if (done) { after = "done"; break; }
+            received += value.length;
+          }
+        } catch (e) {
+          after = e.name;
+        }
+        // The tunnel is still good for the next request.
+        const next = await window.tunnel.fetch("api/contents/hello.txt?content=1");
+        return { status: response.status, length: response.headers.get("content-length"),
+                 received, after, next: (await next.json()).content };
+        """,
+    )
+    moved = _settled_io_bytes(setup.pid) - start
+    run(page, setup, "window.tunnel.close();")
+    assert result["status"] == 200
+    assert result["length"] == str(BIG_SIZE)
+    assert result["after"] == "AbortError", result
+    assert 1024 * 1024 <= result["received"] < BIG_SIZE
+    assert result["next"] == "hello from the server's disk\n"
+    # The server stopped reading and sending the file: it moved a few frames' worth after
+    # the abort, not the rest of the 512 MiB (which it would if the cancel never arrived).
+    assert moved < 64 * 1024 * 1024, f"the server moved {moved} bytes after the abort"
+
+
+def test_foreign_origin_is_refused_with_a_clear_message(context: Any, setup: Setup) -> None:
+    # A page on a port the server does not allow, but on the server's own site: the
+    # browser sends the login cookie, so the origin alone is what gets it refused.
+    log_in(context, setup)
+    page = open_page(context, setup.foreign_page)
+    result = run(
+        page,
+        setup,
+        """
+        const out = {};
+        const attempt = async (options) => {
+          try {
+            const tunnel = await client.connect({ url: a.server, ...options });
+            const r = await tunnel.fetch("api/contents/hello.txt?content=1");
+            const transport = tunnel.transport;
+            tunnel.close();
+            return `connected (${transport}): ${r.status}`;
+          } catch (e) {
+            return errorText(e);
+          }
+        };
+        out.cookie = await attempt({});
+        out.token = await attempt({ token: a.token });
+        try {
+          out.diagnose = JSON.stringify(await client.diagnose({ url: a.server }));
+        } catch (e) {
+          out.diagnose = errorText(e);
+        }
+        return out;
+        """,
+    )
+    print(result)
+    assert not result["cookie"].startswith("connected"), result
+    assert "Error" in result["cookie"].split(":")[0], result
+    # diagnose() is refused too (its origin check applies), and says the origin may be why.
+    assert "Error" in result["diagnose"].split(":")[0], result
+    assert "origin is not allowed" in result["diagnose"], result
+    assert "allow_origin" in result["diagnose"], result
+    # jupyter_server's own rule, which the tunnel keeps: a token-authenticated request
+    # skips the origin check (IdentityProvider.should_check_origin), as it does for the
+    # REST API and kernel sockets. allow_origin guards cookie-authenticated pages.
+    assert result["token"] == "connected (websocket): 200", result
+
+
+def test_wrong_token_is_refused_and_diagnose_says_the_origin_is_fine(
+    context: Any, setup: Setup
+) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const out = {};
+        try { await connect(); out.right = "connected"; } catch (e) { out.right = errorText(e); }
+        try {
+          await client.connect({ url: a.server, token: "not-the-token" });
+          out.wrong = "connected";
+        } catch (e) {
+          out.wrong = errorText(e);
+        }
+        out.diagnose = await client.diagnose({ url: a.server });
+        return out;
+        """,
+    )
+    print(result)
+    assert result["right"] == "connected"
+    assert result["wrong"] != "connected"
+    assert "token" in result["wrong"].lower(), result
+    # The origin is allowed, so the unauthenticated diagnose socket answers.
+    assert result["diagnose"]["extension_version"]
+    assert result["diagnose"]["has_authentication_cookie"] is False
+
+
+def test_login_cookie_does_not_authenticate_a_cross_site_page_but_the_token_does(
+    context: Any, setup: Setup
+) -> None:
+    cookies = log_in(context, setup)
+    names = {c["name"] for c in cookies}
+    assert "_xsrf" in names, cookies
+    assert any(n.startswith("username-") for n in names), cookies
+    # Jupyter sets no SameSite attribute: Chromium treats the cookies as SameSite=Lax.
+    assert {c["sameSite"] for c in cookies} <= {"Lax", "None"}
+    check = """
+        const out = { diagnose: await client.diagnose({ url: a.server }) };
+        try {
+          const tunnel = await client.connect({ url: a.server });
+          const r = await tunnel.fetch("api/contents/hello.txt?content=1");
+          out.cookieOnly = `${r.status}`;
+          tunnel.close();
+        } catch (e) {
+          out.cookieOnly = errorText(e);
+        }
+        const tunnel = await connect();
+        const r = await tunnel.fetch("api/contents/hello.txt?content=1");
+        out.withToken = `${r.status}`;
+        tunnel.close();
+        return out;
+    """
+    cross_site = run(open_page(context, setup.page), setup, check)
+    same_site = run(open_page(context, setup.same_site_page), setup, check)
+    print({"cross_site": cross_site, "same_site": same_site})
+    # Same site (127.0.0.1:Q -> 127.0.0.1:P): the browser sends the login cookie, and it
+    # alone authenticates the tunnel. This is the original README's advice at work...
+    assert same_site["diagnose"]["has_authentication_cookie"] is True
+    assert same_site["cookieOnly"] == "200"
+    # ...which fails for a page on another site (localhost:Q): the same browser, logged
+    # in, withholds the cookie from the cross-site upgrade, and only the token works.
+    assert cross_site["diagnose"]["has_authentication_cookie"] is False
+    assert cross_site["cookieOnly"] != "200"
+    assert "Error" in cross_site["cookieOnly"].split(":")[0], cross_site
+    assert "token" in cross_site["cookieOnly"], cross_site
+    assert cross_site["withToken"] == "200"
+    assert same_site["withToken"] == "200"

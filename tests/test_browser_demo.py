@@ -1,0 +1,171 @@
+"""``jupyter http-over-ws demo`` as a person meets it: start it, open the URL, run code.
+
+The test takes the README's screenshot: with ``HOWS_UPDATE_SCREENSHOT=1`` it writes
+``docs/users/demo.png`` (otherwise the picture goes to the test's temporary directory).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+from browser_fixtures import REPO, jupyter_env, launch_browser
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOT = REPO / "docs" / "users" / "demo.png"
+
+CODE = """\
+import platform, sys
+print(f"Hello from {platform.system()} through the tunnel")
+print("Python", sys.version.split()[0], file=sys.stderr)
+from IPython.display import display
+display({"text/plain": "a display_data output"}, raw=True)
+sum(range(101))
+"""
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
+
+
+def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
+    for line in stream:
+        into.put(line)
+
+
+class Demo:
+    """The demo command, running, with its output collected line by line."""
+
+    def __init__(self, process: subprocess.Popen[str]) -> None:
+        self.process = process
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.output: list[str] = []
+        assert process.stdout is not None
+        threading.Thread(target=_lines, args=(process.stdout, self.lines), daemon=True).start()
+
+    def wait_for(self, pattern: str, timeout: float = 90) -> re.Match[str]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                if self.process.poll() is not None:
+                    break
+                continue
+            self.output.append(line)
+            match = re.search(pattern, line)
+            if match:
+                return match
+        pytest.fail(f"the demo never printed {pattern!r}; it printed:\n{''.join(self.output)}")
+
+
+@pytest.fixture
+def demo(tmp_path: Path) -> Iterator[Demo]:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "README.txt").write_text(
+        "These files live on the Jupyter server's disk.\n"
+        "The page lists and opens them through the tunnel.\n"
+    )
+    (root / "analysis.py").write_text("import statistics\nprint(statistics.mean([1, 2, 3]))\n")
+    (root / "data").mkdir()
+    (root / "data" / "numbers.csv").write_text("x,y\n1,2\n3,4\n")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_http_over_ws.cli", "demo", "--root-dir", str(root)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=jupyter_env(tmp_path / "home"),
+    )
+    running = Demo(process)
+    try:
+        yield running
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(10)
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> None:
+    url = demo.wait_for(r"(http://localhost:\d+/#server=\S+&token=\S+)").group(1)
+    server_port = int(re.search(r"server=http://127\.0\.0\.1:(\d+)/", url).group(1))  # type: ignore[union-attr]
+    # Headless: the command printed a URL and opened nothing; the token is only in the
+    # fragment, which browsers never send to a server.
+    assert url.split("#", 1)[0].count("token") == 0
+
+    with launch_browser() as browser:
+        context = browser.new_context(viewport={"width": 1180, "height": 760})
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
+        page.goto(url)
+        page.wait_for_selector('#state[data-state="connected"]')
+        assert page.text_content("#transport") == "websocket"
+        version = page.text_content("#version")
+        assert version and re.fullmatch(r"\d+\.\d+\.\d+.*", version)
+
+        # Browse: the root lists the files, a directory opens, a text file shows.
+        page.wait_for_selector("#file-list button:text-is('README.txt')")
+        names = page.locator("#file-list button").all_text_contents()
+        assert names == ["data", "analysis.py", "README.txt"]
+        page.click("#file-list button:text-is('data')")
+        page.wait_for_selector("#file-list button:text-is('numbers.csv')")
+        page.click("#file-list button:text-is('numbers.csv')")
+        page.wait_for_selector("#viewer-text:has-text('3,4')")
+        page.click("#file-list button:text-is('..')")
+        page.click("#file-list button:text-is('README.txt')")
+        page.wait_for_selector("#viewer-text:has-text('through the tunnel')")
+
+        # Run code in a kernel: stream, display and result outputs come back.
+        page.wait_for_selector("#run:not([disabled])")
+        page.fill("#code", CODE)
+        page.click("#run")
+        page.wait_for_selector("#exec-count:has-text('ok')")
+        outputs = page.locator("#outputs pre").all_text_contents()
+        assert outputs[0].startswith("Hello from Linux through the tunnel"), outputs
+        assert any(o.startswith("Python 3.") for o in outputs), outputs
+        assert "a display_data output" in outputs
+        assert outputs[-1] == "5050"
+        assert page.text_content("#kernel-state") == "python3, idle"
+
+        target = SCREENSHOT if os.environ.get("HOWS_UPDATE_SCREENSHOT") else tmp_path / "demo.png"
+        page.screenshot(path=str(target), full_page=True)
+        assert target.stat().st_size > 10_000
+
+        # An error shows as an error.
+        page.fill("#code", "1 / 0")
+        page.click("#run")
+        page.wait_for_selector("#outputs pre.error")
+        assert "ZeroDivisionError" in page.text_content("#outputs pre.error")  # type: ignore[operator]
+        context.close()
+
+    # Ctrl-C stops both servers cleanly.
+    assert _port_open(server_port)
+    demo.process.send_signal(signal.SIGINT)
+    assert demo.process.wait(30) == 0
+    demo.wait_for(r"Stopping the demo")
+    assert not _port_open(server_port)
