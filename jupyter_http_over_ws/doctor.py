@@ -232,6 +232,29 @@ def _unreachable(report: Report, url: str, error: BaseException) -> None:
         )
 
 
+async def _other_scheme(url: str, error: BaseException, timeout: float) -> str | None:
+    """``url`` with the other scheme, if the failure came from using the wrong one."""
+    from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
+
+    parts = urlsplit(url)
+    if parts.scheme == "https" and (
+        isinstance(error, HTTPTimeoutError | asyncio.TimeoutError | TimeoutError)
+        or (isinstance(error, ssl.SSLError) and not isinstance(error, ssl.CertificateError))
+    ):
+        other = urlunsplit(("http", *parts[1:]))
+    elif parts.scheme == "http" and isinstance(error, HTTPStreamClosedError | ConnectionResetError):
+        other = urlunsplit(("https", *parts[1:]))
+    else:
+        return None
+    try:
+        await _get_api(other, min(timeout, 5.0))
+    except ssl.SSLCertVerificationError:
+        return other  # it speaks TLS, with a certificate this machine does not trust
+    except Exception:
+        return None
+    return other
+
+
 async def check_reachable(report: Report, target: Target, url: str) -> str | None:
     """Check 1: a Jupyter server answers ``GET {base_url}api``; returns its URL."""
     first_status: int | None = None
@@ -239,7 +262,18 @@ async def check_reachable(report: Report, target: Target, url: str) -> str | Non
         try:
             response = await _get_api(candidate, target.timeout)
         except Exception as error:
-            _unreachable(report, candidate, error)
+            other = await _other_scheme(candidate, error, target.timeout)
+            if other is None:
+                _unreachable(report, candidate, error)
+            else:
+                speaks = "HTTPS" if other.startswith("https:") else "plain HTTP"
+                report.add(
+                    "reachable",
+                    PROBLEM,
+                    f"The server at {urlsplit(candidate).netloc} speaks {speaks}, so "
+                    f"{candidate} cannot reach it.",
+                    f"use {other} (and {'wss' if speaks == 'HTTPS' else 'ws'}:// in the page)",
+                )
             return None
         version = None
         if response.code == 200:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import sys
 import threading
 from collections.abc import Iterator
@@ -124,13 +125,86 @@ def test_not_a_jupyter_server(capsys, other_web_server):
     assert "base_url" in report["findings"][0]["fix"]
 
 
-def test_tls_to_a_plain_http_server(capsys, other_web_server):
+def test_https_url_for_a_plain_http_server(capsys, other_web_server):
     status, out = run_doctor(capsys, f"https://{other_web_server}/", "--json", "--timeout", "10")
     report = json.loads(out)
     assert status == 1
     assert statuses(report) == [("reachable", "problem")]
-    assert "TLS handshake" in report["findings"][0]["message"]
-    assert "http://" in report["findings"][0]["fix"]
+    (finding,) = report["findings"]
+    assert finding["message"] == (
+        f"The server at {other_web_server} speaks plain HTTP, so https://{other_web_server}/ "
+        "cannot reach it."
+    )
+    assert finding["fix"] == f"use http://{other_web_server}/ (and ws:// in the page)"
+
+
+async def test_https_url_for_a_plain_jupyter_server(capsys, hows_server_url):
+    # Tornado waits for the end of headers that a TLS ClientHello never sends: a timeout.
+    https = hows_server_url.replace("http://", "https://", 1)
+    status, out = await doctor(capsys, https, "--json", "--timeout", "2")
+    report = json.loads(out)
+    assert status == 1
+    assert statuses(report) == [("reachable", "problem")]
+    assert "speaks plain HTTP" in report["findings"][0]["message"]
+    assert report["findings"][0]["fix"].startswith(f"use {hows_server_url} ")
+
+
+# A self-signed certificate for localhost (EC P-256, valid until 2126), for the TLS server.
+CERTIFICATE = """-----BEGIN CERTIFICATE-----
+MIIBmjCCAUGgAwIBAgIUThUEMqPbMeqKF2Rj+kNAwbRmYswwCgYIKoZIzj0EAwIw
+FDESMBAGA1UEAwwJbG9jYWxob3N0MCAXDTI2MTEyMjAzMDM0OVoYDzIxMjYxMDI5
+MDMwMzQ5WjAUMRIwEAYDVQQDDAlsb2NhbGhvc3QwWTATBgcqhkjOPQIBBggqhkjO
+PQMBBwNCAARLZugeZw2uR9BRRUFA9sR4+qtid17/sNfVDsQd1AGXDgRv9vwgh+4E
+g0n1lXkUvxQC5NkYTdGwBjsze4OwwerOo28wbTAdBgNVHQ4EFgQUIWQhIBuxF5tI
+U71R31jPU2OQ7nQwHwYDVR0jBBgwFoAUIWQhIBuxF5tIU71R31jPU2OQ7nQwDwYD
+VR0TAQH/BAUwAwEB/zAaBgNVHREEEzARgglsb2NhbGhvc3SHBH8AAAEwCgYIKoZI
+zj0EAwIDRwAwRAIgA68LGzD18A8/AAX24PTDL3ccV7sgtHng+EegdiWx86ECID2X
+vdl9IQ5NLFuRmypQBiwot0KvfvLQZkC47AE3AJTZ
+-----END CERTIFICATE-----
+-----BEGIN PRIVATE KEY-----
+MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDZcq+E9wq0MsXZT5
+SBdPo1sAq3KXpR6WX4d9bupwSGqhRANCAARLZugeZw2uR9BRRUFA9sR4+qtid17/
+sNfVDsQd1AGXDgRv9vwgh+4Eg0n1lXkUvxQC5NkYTdGwBjsze4OwwerO
+-----END PRIVATE KEY-----
+"""
+
+
+@pytest.fixture(scope="module")
+def tls_web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """An HTTPS server (the standard library's) with a certificate nobody trusts."""
+    pem = tmp_path_factory.mktemp("tls") / "localhost.pem"
+    pem.write_text(CERTIFICATE)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(pem)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotJupyter)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"localhost:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+    thread.join(5)
+
+
+def test_http_url_for_an_https_server(capsys, tls_web_server):
+    status, out = run_doctor(capsys, f"http://{tls_web_server}/", "--json", "--timeout", "10")
+    report = json.loads(out)
+    assert status == 1
+    (finding,) = report["findings"]
+    assert finding["message"] == (
+        f"The server at {tls_web_server} speaks HTTPS, so http://{tls_web_server}/ cannot reach it."
+    )
+    assert finding["fix"] == f"use https://{tls_web_server}/ (and wss:// in the page)"
+
+
+def test_untrusted_certificate(capsys, tls_web_server):
+    status, out = run_doctor(capsys, f"https://{tls_web_server}/", "--json", "--timeout", "10")
+    report = json.loads(out)
+    assert status == 1
+    (finding,) = report["findings"]
+    assert finding["message"].startswith("The server's TLS certificate is not trusted (")
+    assert "self-signed" in finding["message"]
+    assert "SSL_CERT_FILE" in finding["fix"]
 
 
 @pytest.mark.parametrize("jp_base_url", ["/user/alice/"])
