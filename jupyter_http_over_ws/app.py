@@ -14,11 +14,13 @@ from typing import Any, Protocol
 from jupyter_server.auth import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
 from tornado.ioloop import PeriodicCallback
-from traitlets import Float, Int, List, TraitError, Unicode, observe, validate
+from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
 from ._version import __version__
 from .entrance import PrivateEntrance
 from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
+from .handlers.polling import polling_handlers
+from .polling import PollingRegistry
 from .protocol import PathPolicy
 from .session import SessionLimits, TunnelSession
 from .wsproxy import PROXIED_WS_PREFIX
@@ -141,7 +143,54 @@ class HttpOverWebSocketApp(ExtensionApp):
         ),
     )
 
-    @validate("max_message_size", "chunk_size")
+    allow_polling = Bool(
+        True,
+        config=True,
+        help=(
+            "Whether clients may fall back to the polling transport (plain HTTP requests "
+            "under http_over_websocket/polling) when a WebSocket upgrade does not get "
+            "through, e.g. behind a reverse proxy that drops Upgrade. The same "
+            "authentication, origin, XSRF and host checks apply as for every API request. "
+            "False answers those URLs with 404."
+        ),
+    )
+
+    polling_idle_timeout = Float(
+        60.0,
+        config=True,
+        help=(
+            "Seconds a polling session may go without any request from its client (a "
+            "waiting long poll counts as one) before the server closes it and releases "
+            "everything it holds: in-flight tunnelled requests are cancelled, proxied "
+            "sockets closed. Must exceed poll_timeout plus the client's reconnect time. "
+            "0 keeps sessions until the client closes them (not recommended). Example: 120."
+        ),
+    )
+
+    poll_timeout = Float(
+        25.0,
+        config=True,
+        help=(
+            "The longest a polling client's receive request waits for something to "
+            "deliver, in seconds, before it is answered with an empty batch and the client "
+            "polls again. Keep it below the read timeout of proxies in between (nginx's "
+            "proxy_read_timeout is 60 s by default). Example: 10."
+        ),
+    )
+
+    polling_buffer_size = Int(
+        4 * MiB,
+        config=True,
+        help=(
+            "The most bytes one polling session holds for its client before the client "
+            "acknowledges them, in bytes (encoded messages). When it is full, responses "
+            "and proxied sockets wait (the same backpressure a slow WebSocket reader "
+            "exerts), so a slow poller cannot grow the server's memory. It also bounds "
+            "the bytes a send may leave waiting for a proxied socket. Example: 16 * 1024 * 1024."
+        ),
+    )
+
+    @validate("max_message_size", "chunk_size", "polling_buffer_size")
     def _positive(self, proposal: dict[str, Any]) -> int:
         value = int(proposal["value"])
         if value < 1024:
@@ -172,7 +221,13 @@ class HttpOverWebSocketApp(ExtensionApp):
     def _recompile_paths(self, change: dict[str, Any]) -> None:
         self._path_policy = None
 
-    @validate("max_requests_in_flight", "max_body_size", "max_sockets_per_user", "idle_timeout")
+    @validate(
+        "max_requests_in_flight",
+        "max_body_size",
+        "max_sockets_per_user",
+        "idle_timeout",
+        "polling_idle_timeout",
+    )
     def _non_negative(self, proposal: dict[str, Any]) -> Any:
         value = proposal["value"]
         if value < 0:
@@ -189,9 +244,23 @@ class HttpOverWebSocketApp(ExtensionApp):
             path_policy=self.path_policy,
         )
 
+    @validate("poll_timeout")
+    def _positive_timeout(self, proposal: dict[str, Any]) -> float:
+        value = float(proposal["value"])
+        if value <= 0:
+            raise TraitError(f"HttpOverWebSocketApp.poll_timeout must be > 0, not {value}")
+        return value
+
     def admit(self, socket: Any) -> tuple[int, str] | None:
         """Register an opened socket, or say why it must close (``max_sockets_per_user``)."""
-        username = self._user_key(socket)
+        return self.admit_as(self._user_key(socket), socket)
+
+    def user_key(self, handler: Any) -> str:
+        """Whose sockets (and polling sessions) ``handler``'s request opens."""
+        return self._user_key(handler)
+
+    def admit_as(self, username: str, socket: Any) -> tuple[int, str] | None:
+        """Register a socket (or polling session or channel) of ``username``, or refuse it."""
         socket.tunnel_username = username
         if self.max_sockets_per_user:
             mine = sum(1 for s in self.sockets if getattr(s, "tunnel_username", None) == username)
@@ -240,6 +309,8 @@ class HttpOverWebSocketApp(ExtensionApp):
         #: The tunnel sockets open on this server, ended cleanly on shutdown.
         self.sockets: set[ShutdownAware] = set()
         self._entrance: PrivateEntrance | None = None
+        #: The open polling sessions (see docs/developers/polling.md).
+        self.polling_sessions = PollingRegistry()
 
     def entrance(self) -> PrivateEntrance | None:
         """The private entrance relays dial (started on first use), if the platform has one."""
@@ -269,6 +340,8 @@ class HttpOverWebSocketApp(ExtensionApp):
                 ("/" + PROXIED_WS_PREFIX + "(.+)", ProxiedWebSocketHandler, options),
             ]
         )
+        if self.allow_polling:
+            self.handlers.extend(polling_handlers(options))
 
     @property
     def sessions(self) -> list[TunnelSession]:
@@ -284,6 +357,7 @@ class HttpOverWebSocketApp(ExtensionApp):
         sockets = list(self.sockets)
         self.sockets.clear()
         await asyncio.gather(*(s.shutdown() for s in sockets), return_exceptions=True)
+        await self.polling_sessions.close_all()
         if self._entrance is not None:
             await self._entrance.stop()
             self._entrance = None

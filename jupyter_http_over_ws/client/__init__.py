@@ -19,6 +19,15 @@ extension too (it sends nothing the original did not accept).
 from __future__ import annotations
 
 from ._diagnose import diagnose
-from ._tunnel import Response, StreamingResponse, TunnelClient, TunnelClosedError
+from ._polling import PolledWebSocket
+from ._tunnel import Response, StreamingResponse, TunnelClient, TunnelClosedError, TunnelWebSocket
 
-__all__ = ["Response", "StreamingResponse", "TunnelClient", "TunnelClosedError", "diagnose"]
+__all__ = [
+    "PolledWebSocket",
+    "Response",
+    "StreamingResponse",
+    "TunnelClient",
+    "TunnelClosedError",
+    "TunnelWebSocket",
+    "diagnose",
+]

@@ -38,9 +38,20 @@ class Endpoint:
         queries = [q for q in (own_query, urlencode(query or {})) if q]
         return urlunsplit((scheme, parts.netloc, base + path_part, "&".join(queries), ""))
 
-    def request_headers(self) -> dict[str, str]:
-        """The credentials and identity headers every upgrade carries."""
+    def http_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
+        """The ``http(s)://`` URL of ``path`` under the server's ``base_url``."""
+        parts = urlsplit(self.ws_url(path, query))
+        scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+        return urlunsplit((scheme, *parts[1:]))
+
+    def request_headers(self, *, json_body: bool = False) -> dict[str, str]:
+        """The credentials and identity headers every upgrade (or polling request) carries."""
         headers = dict(self.headers)
+        if json_body:
+            headers["Content-Type"] = "application/json"
+        if "_xsrf" in self.cookies:
+            # Cookie-authenticated writes (the polling transport's POSTs) need the token.
+            headers["X-XSRFToken"] = self.cookies["_xsrf"]
         if self.token:
             headers["Authorization"] = f"token {self.token}"
         if self.cookies:

@@ -6,16 +6,19 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
+from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
-from ..framing import FRAMING_HEADER, encode_binary_request, parse_binary_reply, parse_hello
+from ..framing import encode_binary_request, parse_binary_reply, parse_hello
 from ..protocol import ReplyFrame, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
+from ._polling import PolledWebSocket, PollingTransport
+from ._websocket import WebSocketTransport
 
 
 class TunnelClosedError(ConnectionError):
@@ -78,22 +81,62 @@ class StreamingResponse:
         return b"".join([chunk async for chunk in self])
 
 
-class TunnelClient:
-    """One tunnel socket to a Jupyter server running the extension."""
+#: The transports a client may use, in the order it tries them.
+TRANSPORTS = ("websocket", "polling")
+#: Seconds between attempts to move a polling client back to a WebSocket.
+DEFAULT_UPGRADE_INTERVAL = 15.0
 
-    def __init__(self, endpoint: Endpoint, connection: WebSocketClientConnection) -> None:
+Transport = WebSocketTransport | PollingTransport
+#: What :meth:`TunnelClient.websocket` returns: Tornado's connection over the WebSocket
+#: transport, a :class:`PolledWebSocket` (same methods) over the polling transport.
+TunnelWebSocket = WebSocketClientConnection | PolledWebSocket
+
+
+class TunnelClient:
+    """One tunnel to a Jupyter server running the extension, over a WebSocket or polling.
+
+    ``transport`` says which carries new requests (``"websocket"`` or ``"polling"``);
+    ``on_transport_change`` callbacks and :meth:`wait_for_transport` observe changes.
+    """
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        connection: WebSocketClientConnection | PollingTransport | None = None,
+        *,
+        transports: Sequence[str] = ("websocket",),
+        upgrade_query: Mapping[str, str] | None = None,
+        upgrade_interval: float = DEFAULT_UPGRADE_INTERVAL,
+        on_transport_change: Callable[[str], None] | None = None,
+    ) -> None:
         self.endpoint = endpoint
-        self._connection = connection
-        #: The framing requests go out in: ``"json"`` (every server) or ``"binary"``
-        #: once the server has confirmed it (see :mod:`jupyter_http_over_ws.framing`).
-        self.framing = "json"
-        if connection.headers is not None and connection.headers.get(FRAMING_HEADER) == "binary":
-            self.framing = "binary"
         self._ids = itertools.count(1)
-        self._pending: dict[Any, asyncio.Queue[ReplyFrame | BaseException]] = {}
+        self._pending: dict[Any, tuple[asyncio.Queue[ReplyFrame | BaseException], Any]] = {}
         #: Reply frames that named no pending request (e.g. ``JSON input is required.``).
         self.unmatched: asyncio.Queue[ReplyFrame] = asyncio.Queue()
-        self._reader = asyncio.create_task(self._read_loop())
+        self._transports = tuple(transports)
+        self._upgrade_query = dict(upgrade_query or {})
+        self._upgrade_interval = upgrade_interval
+        self._listeners: list[Callable[[str], None]] = []
+        if on_transport_change is not None:
+            self._listeners.append(on_transport_change)
+        self._changed = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._closing = False
+        self._retired: set[Any] = set()
+        self._upgrader: asyncio.Task[None] | None = None
+        #: How many times the transport changed after connecting.
+        self.transport_changes = 0
+        if isinstance(connection, PollingTransport):
+            self._current: Any = connection
+            connection._on_message = self._on_message
+            connection._on_closed = self._on_transport_closed
+        else:
+            assert connection is not None
+            self._current = WebSocketTransport(
+                endpoint, connection, self._on_message, self._on_transport_closed
+            )
+        self._start_upgrader()
 
     @classmethod
     async def connect(
@@ -109,6 +152,9 @@ class TunnelClient:
         connect_timeout: float = 20.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         framing: str = "json",
+        transports: Sequence[str] = ("websocket",),
+        upgrade_interval: float = DEFAULT_UPGRADE_INTERVAL,
+        on_transport_change: Callable[[str], None] | None = None,
     ) -> TunnelClient:
         """Open the tunnel to the Jupyter server at ``url`` (including its ``base_url``).
 
@@ -117,8 +163,17 @@ class TunnelClient:
         send it. ``origin`` is the web origin to present, as a browser page would.
         ``framing="binary"`` asks for raw binary bodies (faster; servers that do not
         know it, like the original, keep using JSON frames and the client follows).
+
+        ``transports=("websocket", "polling")`` tries the WebSocket first and falls
+        back to the polling transport (plain HTTP requests) when the upgrade fails, e.g.
+        behind a proxy that drops ``Upgrade``; while polling, it tries the WebSocket
+        again every ``upgrade_interval`` seconds and moves new work there once it
+        gets through. ``on_transport_change(name)`` is called on every change.
         Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses.
         """
+        unknown = set(transports) - set(TRANSPORTS)
+        if unknown or not transports:
+            raise ValueError(f"transports must be taken from {TRANSPORTS}, not {transports!r}")
         endpoint = Endpoint(
             url,
             token=token,
@@ -135,18 +190,149 @@ class TunnelClient:
             query["jupyter_http_over_ws_auth_url"] = auth_url
         if framing != "json":
             query["framing"] = framing
-        connection = await endpoint.open("http_over_websocket", query)
-        return cls(endpoint, connection)
+        options: dict[str, Any] = {
+            "transports": transports,
+            "upgrade_query": query,
+            "upgrade_interval": upgrade_interval,
+            "on_transport_change": on_transport_change,
+        }
+        if "websocket" in transports:
+            try:
+                connection = await endpoint.open("http_over_websocket", query)
+            except Exception as error:
+                if "polling" not in transports or _refused(error):
+                    raise
+            else:
+                return cls(endpoint, connection, **options)
+        transport = await PollingTransport.open(
+            endpoint, _unbound, _unbound, min_version=min_version
+        )
+        return cls(endpoint, transport, **options)
+
+    # ------------------------------------------------------------ transports
+
+    @property
+    def transport(self) -> str:
+        """The transport new requests and sockets use: ``"websocket"`` or ``"polling"``."""
+        return str(self._current.name)
+
+    @property
+    def framing(self) -> str:
+        """The framing requests go out in: ``"json"``, or ``"binary"`` once confirmed."""
+        return str(getattr(self._current, "framing", "json"))
+
+    @framing.setter
+    def framing(self, value: str) -> None:
+        self._current.framing = value
+
+    def add_transport_listener(self, callback: Callable[[str], None]) -> None:
+        """Call ``callback(transport_name)`` whenever the transport changes."""
+        self._listeners.append(callback)
+
+    async def wait_for_transport(self, name: str, timeout: float | None = None) -> None:
+        """Wait until ``transport`` is ``name`` (``asyncio.TimeoutError`` after ``timeout``)."""
+
+        async def wait() -> None:
+            while self.transport != name:
+                self._changed.clear()
+                await self._changed.wait()
+
+        await asyncio.wait_for(wait(), timeout)
+
+    def _start_upgrader(self) -> None:
+        if (
+            isinstance(self._current, PollingTransport)
+            and "websocket" in self._transports
+            and self._upgrade_interval > 0
+        ):
+            self._upgrader = asyncio.ensure_future(self._upgrade_loop())
+
+    async def _upgrade_loop(self) -> None:
+        """Try the WebSocket from time to time; once it works, move new work there."""
+        while not self._closing and isinstance(self._current, PollingTransport):
+            await asyncio.sleep(self._upgrade_interval)
+            try:
+                connection = await self.endpoint.open("http_over_websocket", self._upgrade_query)
+            except Exception:  # noqa: S112 - still no WebSocket: keep polling
+                continue
+            if self._closing:
+                connection.close()
+                return
+            old = self._current
+            self._current = WebSocketTransport(
+                self.endpoint, connection, self._on_message, self._on_transport_closed
+            )
+            # Requests and sockets already on the polling session finish there; the
+            # session is closed once nothing is left on it, so nothing is lost.
+            self._retired.add(old)
+            self._retire_when_idle(old)
+            self._announce()
+
+    def _retire_when_idle(self, transport: Any) -> None:
+        async def retire() -> None:
+            def busy() -> bool:
+                pending = any(t is transport for _, t in self._pending.values())
+                return not transport.closed and (transport.busy or pending)
+
+            while busy():  # noqa: ASYNC110 - two sources of work, checked together
+                await asyncio.sleep(0.05)
+            await transport.close()
+            self._retired.discard(transport)
+
+        task = asyncio.ensure_future(retire())
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    def _announce(self) -> None:
+        self.transport_changes += 1
+        self._changed.set()
+        for callback in list(self._listeners):
+            callback(self.transport)
+
+    # ------------------------------------------------------------ frames
+
+    def _on_message(self, transport: Any, message: str | bytes) -> None:
+        if isinstance(message, bytes) and not isinstance(transport, PollingTransport):
+            frame = parse_binary_reply(message)
+        else:
+            if isinstance(message, bytes):
+                message = message.decode("utf-8")
+            hello = parse_hello(message)
+            if hello is not None:
+                transport.framing = hello
+                return
+            frame = parse_reply(message)
+        entry = self._pending.get(frame.message_id)
+        if entry is None:
+            self.unmatched.put_nowait(frame)
+            return
+        queue, _ = entry
+        if frame.done:
+            del self._pending[frame.message_id]
+        queue.put_nowait(frame)
+
+    def _on_transport_closed(self, transport: Any) -> None:
+        error = TunnelClosedError(
+            f"tunnel closed (code {transport.close_code}, reason {transport.close_reason!r})"
+        )
+        for message_id, (queue, owner) in list(self._pending.items()):
+            if owner is transport:
+                queue.put_nowait(error)
+                del self._pending[message_id]
+        if transport is self._current:
+            self._closed.set()
+            self._changed.set()
+            if self._upgrader is not None:
+                self._upgrader.cancel()
 
     @property
     def close_code(self) -> int | None:
-        """The close code, once the server has closed the socket."""
-        return self._connection.close_code
+        """The close code, once the server has closed the tunnel."""
+        return self._current.close_code  # type: ignore[no-any-return]
 
     @property
     def close_reason(self) -> str | None:
-        """The close reason, once the server has closed the socket."""
-        return self._connection.close_reason
+        """The close reason, once the server has closed the tunnel."""
+        return self._current.close_reason  # type: ignore[no-any-return]
 
     async def __aenter__(self) -> TunnelClient:
         return self
@@ -160,46 +346,20 @@ class TunnelClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the socket; pending requests fail with :class:`TunnelClosedError`."""
-        self._connection.close()
-        await asyncio.wait([self._reader], timeout=5)
+        """Close the tunnel; pending requests fail with :class:`TunnelClosedError`."""
+        self._closing = True
+        if self._upgrader is not None:
+            self._upgrader.cancel()
+        transports = [self._current, *self._retired]
+        await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
     async def wait_closed(self) -> None:
-        """Wait until the server closes the socket."""
-        await asyncio.shield(self._reader)
-
-    async def _read_loop(self) -> None:
-        try:
-            while True:
-                message = await self._connection.read_message()
-                if message is None:
-                    break
-                if isinstance(message, bytes):
-                    frame = parse_binary_reply(message)
-                else:
-                    hello = parse_hello(message)
-                    if hello is not None:
-                        self.framing = hello
-                        continue
-                    frame = parse_reply(message)
-                queue = self._pending.get(frame.message_id)
-                if queue is None:
-                    self.unmatched.put_nowait(frame)
-                    continue
-                if frame.done:
-                    del self._pending[frame.message_id]
-                queue.put_nowait(frame)
-        finally:
-            error = TunnelClosedError(
-                f"tunnel closed (code {self.close_code}, reason {self.close_reason!r})"
-            )
-            for queue in self._pending.values():
-                queue.put_nowait(error)
-            self._pending.clear()
+        """Wait until the server closes the tunnel."""
+        await self._closed.wait()
 
     def send_raw(self, message: str | bytes, *, binary: bool = False) -> None:
         """Send a frame as it is (tests of the server's input checks use this)."""
-        self._connection.write_message(message, binary=binary)
+        self._current.send(message, binary)
 
     def _start(
         self,
@@ -209,25 +369,27 @@ class TunnelClient:
         headers: Mapping[str, str] | None,
         message_id: Any = None,
     ) -> asyncio.Queue[ReplyFrame | BaseException]:
-        if self._reader.done():
+        transport = self._current
+        if transport.closed or self._closed.is_set():
             raise TunnelClosedError("the tunnel is closed")
         if message_id is None:
             message_id = next(self._ids)
         queue: asyncio.Queue[ReplyFrame | BaseException] = asyncio.Queue()
-        self._pending[message_id] = queue
+        self._pending[message_id] = (queue, transport)
         if self.framing == "binary":
             raw = body.encode("utf-8") if isinstance(body, str) else body
             frame = encode_binary_request(message_id, method, path, body=raw, headers=headers)
-            self._connection.write_message(frame, binary=True)
+            transport.send(frame, True)
         else:
             frame = encode_request(message_id, method, path, body=body, headers=headers)
-            self._connection.write_message(frame)
+            transport.send(frame, False)
         return queue
 
     def cancel(self, message_id: Any) -> None:
         """Ask the server to stop request ``message_id`` (its final frame still arrives)."""
-        if message_id in self._pending and not self._reader.done():
-            self._connection.write_message(dumps({"message_id": message_id, "cancel": True}))
+        entry = self._pending.get(message_id)
+        if entry is not None and not entry[1].closed:
+            entry[1].send(dumps({"message_id": message_id, "cancel": True}), False)
 
     async def request(
         self,
@@ -292,16 +454,27 @@ class TunnelClient:
 
     async def websocket(
         self, path: str, *, subprotocols: list[str] | None = None
-    ) -> WebSocketClientConnection:
-        """Open a WebSocket to ``path`` of this server through ``proxied_ws``.
+    ) -> TunnelWebSocket:
+        """Open a WebSocket to ``path`` of this server through the tunnel.
 
         ``path`` is relative to ``base_url`` and may carry a query
-        (``/api/kernels/<id>/channels?session_id=...``). Returns Tornado's
-        ``WebSocketClientConnection``; ``selected_subprotocol`` tells what was negotiated.
+        (``/api/kernels/<id>/channels?session_id=...``). Over the WebSocket transport
+        this is Tornado's ``WebSocketClientConnection`` (through ``proxied_ws``), over
+        the polling transport a :class:`PolledWebSocket` with the same methods
+        (``read_message``, ``write_message``, ``close``, ``close_code``,
+        ``selected_subprotocol``). Raises ``HTTPClientError`` when the server refuses.
         """
-        return await self.endpoint.open(
-            "http_over_websocket/proxied_ws/" + path.lstrip("/"), subprotocols=subprotocols
-        )
+        socket: TunnelWebSocket = await self._current.open_socket(path, subprotocols)
+        return socket
+
+
+def _refused(error: BaseException) -> bool:
+    """Whether the server itself refused the tunnel (credentials, origin): no fallback helps."""
+    return isinstance(error, HTTPClientError) and error.code in (401, 403)
+
+
+def _unbound(*args: Any) -> None:
+    """Placeholder callbacks until the client takes the transport over."""
 
 
 class _StreamContext:

@@ -1,0 +1,383 @@
+"""The client side of the polling transport (see docs/developers/polling.md).
+
+A :class:`PollingTransport` carries the tunnel's messages (channel 0) and proxied
+sockets (:class:`PolledWebSocket`, one channel each) over plain HTTP requests: one
+``send`` at a time with the envelopes not yet acknowledged, and one long ``recv``
+after another. Lost answers are harmless: a send is repeated until acknowledged
+(the server skips what it already has) and a ``recv`` asks again from the last
+envelope taken (the client skips what it already has), so every message arrives
+once and in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from tornado import httpclient
+
+from ..polling_wire import (
+    TUNNEL_CHANNEL,
+    BinaryEnvelope,
+    ClosedEnvelope,
+    CloseEnvelope,
+    Envelope,
+    OpenedEnvelope,
+    OpenEnvelope,
+    TextEnvelope,
+    encode_batch,
+    encode_envelope,
+    parse_batch,
+)
+from ._connect import Endpoint
+
+#: The most bytes of envelopes one ``send`` carries (more wait for the next one).
+MAX_SEND_BATCH = 8 * 1024 * 1024
+#: Seconds between retries of a request that failed on the network.
+RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
+#: Close code reported when the server no longer knows the session (it expired).
+SESSION_GONE = 4404
+
+OnMessage = Callable[[Any, "str | bytes"], None]
+OnClosed = Callable[[Any], None]
+
+
+class PollingTransport:
+    """One polling session: channel 0 for the tunnel, more channels for proxied sockets."""
+
+    name = "polling"
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        http: httpclient.AsyncHTTPClient,
+        session: dict[str, Any],
+        on_message: OnMessage,
+        on_closed: OnClosed,
+    ) -> None:
+        self.endpoint = endpoint
+        self._http = http
+        self.session_id = str(session["session_id"])
+        self.extension_version = str(session.get("extension_version", ""))
+        self.poll_timeout = float(session.get("poll_timeout", 25))
+        self._on_message = on_message
+        self._on_closed = on_closed
+        # client -> server: envelopes numbered from 0, kept until acknowledged
+        self._out: deque[tuple[bytes, asyncio.Future[None]]] = deque()
+        self._out_first = 0
+        self._out_ready = asyncio.Event()
+        # server -> client: the next number we need
+        self._since = 0
+        self._channels: dict[int, PolledWebSocket] = {}
+        self._channel_numbers = itertools.count(1)
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._closed = asyncio.Event()
+        self._poll_task: asyncio.Future[httpclient.HTTPResponse] | None = None
+        self._poller = asyncio.ensure_future(self._poll_loop())
+        self._sender = asyncio.ensure_future(self._send_loop())
+        #: How many ``recv`` answers were thrown away by :meth:`drop_next_poll` (tests).
+        self.dropped_polls = 0
+        self._drop_next = False
+
+    @classmethod
+    async def open(
+        cls,
+        endpoint: Endpoint,
+        on_message: OnMessage,
+        on_closed: OnClosed,
+        *,
+        min_version: str | None = None,
+    ) -> PollingTransport:
+        """Open a session; raises ``HTTPClientError`` when the server refuses it."""
+        http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=4)
+        query = {"min_version": min_version} if min_version else None
+        try:
+            response = await http.fetch(
+                endpoint.http_url("http_over_websocket/polling", query),
+                method="POST",
+                body=b"{}",
+                headers=endpoint.request_headers(json_body=True),
+                connect_timeout=endpoint.connect_timeout,
+                request_timeout=endpoint.connect_timeout,
+            )
+        except BaseException:
+            http.close()
+            raise
+        return cls(endpoint, http, json.loads(response.body), on_message, on_closed)
+
+    # ------------------------------------------------------------ state
+
+    @property
+    def closed(self) -> bool:
+        """Whether the session has ended."""
+        return self._closed.is_set()
+
+    @property
+    def busy(self) -> bool:
+        """Whether envelopes wait to be acknowledged or proxied sockets are open."""
+        return bool(self._out) or bool(self._channels)
+
+    async def wait_closed(self) -> None:
+        """Wait until the session has ended."""
+        await self._closed.wait()
+
+    # ------------------------------------------------------------ sending
+
+    def send(self, message: str | bytes, binary: bool = False) -> asyncio.Future[None]:
+        """Send a tunnel message (channel 0); the future resolves once acknowledged."""
+        if binary and isinstance(message, bytes):
+            return self.post(BinaryEnvelope(TUNNEL_CHANNEL, message))
+        text = message.decode("utf-8") if isinstance(message, bytes) else message
+        return self.post(TextEnvelope(TUNNEL_CHANNEL, text))
+
+    def post(self, envelope: Envelope) -> asyncio.Future[None]:
+        """Queue an envelope; the future resolves once the server acknowledges it."""
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self.closed:
+            done.set_exception(ConnectionError("the polling session is closed"))
+            return done
+        self._out.append((encode_envelope(envelope), done))
+        self._out_ready.set()
+        return done
+
+    def _acknowledged(self, ack: int) -> None:
+        while self._out and self._out_first < ack:
+            _, done = self._out.popleft()
+            self._out_first += 1
+            if not done.done():
+                done.set_result(None)
+
+    async def _send_loop(self) -> None:
+        failures = 0
+        while not self.closed:
+            if not self._out:
+                self._out_ready.clear()
+                await self._out_ready.wait()
+                continue
+            batch: list[bytes] = []
+            size = 0
+            for encoded, _ in self._out:
+                if batch and size + len(encoded) > MAX_SEND_BATCH:
+                    break
+                batch.append(encoded)
+                size += len(encoded)
+            body = encode_batch(self._out_first, batch)
+            try:
+                response = await self._http.fetch(
+                    self._url("send"),
+                    method="POST",
+                    body=body,
+                    headers=self.endpoint.request_headers(json_body=True),
+                    raise_error=False,
+                    connect_timeout=self.endpoint.connect_timeout,
+                    request_timeout=max(self.endpoint.connect_timeout, 300.0),
+                )
+            except Exception:
+                response = None
+            if response is not None and response.code in (200, 409):
+                failures = 0
+                self._acknowledged(int(json.loads(response.body)["ack"]))
+                continue
+            if response is not None and response.code in (403, 404):
+                self._end(SESSION_GONE, "the server closed the polling session")
+                return
+            if response is not None and 400 <= response.code < 500:
+                # The server refuses the batch itself: nothing to retry.
+                self._end(4000 + response.code, response.body.decode("utf-8", "replace"))
+                return
+            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+            failures += 1
+
+    # ------------------------------------------------------------ receiving
+
+    def drop_next_poll(self) -> None:
+        """Throw away the answer of the ``recv`` under way, as if the network lost it (tests)."""
+        self._drop_next = True
+        if self._poll_task is not None:
+            self._poll_task.cancel()
+
+    async def _poll_loop(self) -> None:
+        failures = 0
+        while not self.closed:
+            self._poll_task = poll = asyncio.ensure_future(
+                self._http.fetch(
+                    self._url("recv", {"since": str(self._since)}),
+                    headers=self.endpoint.request_headers(),
+                    raise_error=False,
+                    connect_timeout=self.endpoint.connect_timeout,
+                    request_timeout=self.poll_timeout + self.endpoint.connect_timeout,
+                )
+            )
+            try:
+                response = await poll
+            except asyncio.CancelledError:
+                if self._drop_next:  # a dropped answer: ask again from the same point
+                    self._drop_next = False
+                    self.dropped_polls += 1
+                    continue
+                raise
+            except Exception:
+                response = None
+            if response is not None and response.code == 200:
+                failures = 0
+                self._take(response.body)
+                continue
+            if response is not None and response.code in (403, 404):
+                self._end(SESSION_GONE, "the server closed the polling session")
+                return
+            if self.closed:
+                return
+            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+            failures += 1
+
+    def _take(self, body: bytes) -> None:
+        batch = parse_batch(body)
+        for number, envelope in enumerate(batch.messages, batch.seq):
+            if number < self._since:
+                continue  # seen already (an earlier answer got through after all)
+            self._since = number + 1
+            self._dispatch(envelope)
+        if batch.closed is not None and not batch.messages:
+            self._end(*batch.closed)
+
+    def _dispatch(self, envelope: Envelope) -> None:
+        if envelope.channel == TUNNEL_CHANNEL:
+            if isinstance(envelope, TextEnvelope):
+                self._on_message(self, envelope.text)
+            elif isinstance(envelope, BinaryEnvelope):
+                self._on_message(self, envelope.data)
+            return
+        channel = self._channels.get(envelope.channel)
+        if channel is not None:
+            channel._receive(envelope)
+            if channel.close_code is not None or channel._ended:
+                self._channels.pop(envelope.channel, None)
+
+    # ------------------------------------------------------------ proxied sockets
+
+    async def open_socket(self, path: str, subprotocols: list[str] | None) -> PolledWebSocket:
+        """Open a proxied socket on a new channel; raises ``HTTPClientError`` if refused."""
+        number = next(self._channel_numbers)
+        socket = PolledWebSocket(self, number)
+        self._channels[number] = socket
+        self.post(OpenEnvelope(number, "/" + path.lstrip("/"), tuple(subprotocols or ())))
+        try:
+            await asyncio.wait_for(socket._opened, self.endpoint.connect_timeout + 5)
+        except BaseException:
+            self._channels.pop(number, None)
+            raise
+        return socket
+
+    # ------------------------------------------------------------ the end
+
+    def _url(self, action: str, query: dict[str, str] | None = None) -> str:
+        return self.endpoint.http_url(
+            f"http_over_websocket/polling/{self.session_id}/{action}", query
+        )
+
+    def _end(self, code: int, reason: str) -> None:
+        if self.closed:
+            return
+        self.close_code, self.close_reason = code, reason
+        self._closed.set()
+        error = ConnectionError(f"polling session closed ({code}, {reason!r})")
+        for _, done in self._out:
+            if not done.done():
+                done.set_exception(error)
+                done.exception()  # nobody may be waiting: do not warn about it
+        for channel in list(self._channels.values()):
+            channel._receive(ClosedEnvelope(channel.number, 1006, reason))
+        self._channels.clear()
+        self._on_closed(self)
+
+    async def close(self) -> None:
+        """Close the session on the server (releasing what it holds), then stop."""
+        if not self.closed:
+            with contextlib.suppress(Exception):
+                await self._http.fetch(
+                    self.endpoint.http_url(f"http_over_websocket/polling/{self.session_id}"),
+                    method="DELETE",
+                    headers=self.endpoint.request_headers(),
+                    raise_error=False,
+                    connect_timeout=self.endpoint.connect_timeout,
+                    request_timeout=self.endpoint.connect_timeout,
+                )
+        self._end(1000, "closed by the client")
+        for task in (self._poller, self._sender):
+            task.cancel()
+        await asyncio.gather(self._poller, self._sender, return_exceptions=True)
+        self._http.close()
+
+
+class PolledWebSocket:
+    """A proxied socket over the polling transport.
+
+    It offers the part of Tornado's ``WebSocketClientConnection`` a caller uses:
+    ``read_message``, ``write_message``, ``close``, ``close_code``,
+    ``close_reason`` and ``selected_subprotocol``.
+    """
+
+    def __init__(self, transport: PollingTransport, number: int) -> None:
+        self._transport = transport
+        self.number = number
+        self.selected_subprotocol: str | None = None
+        self.close_code: int | None = None
+        self.close_reason: str | None = None
+        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._closing = False
+        self._ended = False
+
+    def _receive(self, envelope: Envelope) -> None:
+        if isinstance(envelope, OpenedEnvelope):
+            self.selected_subprotocol = envelope.protocol
+            if not self._opened.done():
+                self._opened.set_result(None)
+        elif isinstance(envelope, TextEnvelope):
+            self._messages.put_nowait(envelope.text)
+        elif isinstance(envelope, BinaryEnvelope):
+            self._messages.put_nowait(envelope.data)
+        elif isinstance(envelope, ClosedEnvelope) and not self._ended:
+            self._ended = True
+            code = envelope.code
+            if not self._opened.done():
+                # Refused before opening: report it as the upgrade's HTTP status would be.
+                status = code - 4000 if code is not None and 4100 <= code < 4600 else 502
+                self._opened.set_exception(
+                    httpclient.HTTPClientError(status, envelope.reason or None)
+                )
+                return
+            self.close_code = code if code is not None else 1005
+            self.close_reason = envelope.reason
+            self._messages.put_nowait(None)
+
+    async def read_message(self) -> str | bytes | None:
+        """The next message, or ``None`` once the socket has closed."""
+        if self._ended and self._messages.empty():
+            return None
+        return await self._messages.get()
+
+    def write_message(self, message: str | bytes, binary: bool = False) -> asyncio.Future[None]:
+        """Send a message (text for ``str``, binary for ``bytes``); resolves once acknowledged."""
+        if self._closing or self._ended:
+            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            done.set_exception(ConnectionError("the socket is closed"))
+            return done
+        if isinstance(message, str) and not binary:
+            return self._transport.post(TextEnvelope(self.number, message))
+        data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+        return self._transport.post(BinaryEnvelope(self.number, data))
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None:
+        """Close the socket (the server passes ``code`` and ``reason`` on)."""
+        if self._closing or self._ended:
+            return
+        self._closing = True
+        future = self._transport.post(CloseEnvelope(self.number, code, reason))
+        future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -1,0 +1,86 @@
+"""The client side of the WebSocket transport: one tunnel socket, proxied sockets beside it."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tornado.websocket import WebSocketClientConnection
+
+from ..framing import FRAMING_HEADER
+from ._connect import Endpoint
+from ._polling import OnClosed, OnMessage
+
+
+class WebSocketTransport:
+    """The tunnel over a WebSocket (``{base_url}http_over_websocket``)."""
+
+    name = "websocket"
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        connection: WebSocketClientConnection,
+        on_message: OnMessage,
+        on_closed: OnClosed,
+    ) -> None:
+        self.endpoint = endpoint
+        self.connection = connection
+        self._on_message = on_message
+        self._on_closed = on_closed
+        #: The framing the server confirmed on the upgrade (``"json"`` unless asked).
+        self.framing = "json"
+        if connection.headers is not None and connection.headers.get(FRAMING_HEADER) == "binary":
+            self.framing = "binary"
+        self._reader = asyncio.ensure_future(self._read_loop())
+
+    @property
+    def close_code(self) -> int | None:
+        """The close code, once the server has closed the socket."""
+        return self.connection.close_code
+
+    @property
+    def close_reason(self) -> str | None:
+        """The close reason, once the server has closed the socket."""
+        return self.connection.close_reason
+
+    @property
+    def closed(self) -> bool:
+        """Whether the socket has closed."""
+        return self._reader.done()
+
+    @property
+    def busy(self) -> bool:
+        """A WebSocket is never retired, so it never counts as busy."""
+        return False
+
+    async def wait_closed(self) -> None:
+        """Wait until the socket has closed."""
+        await asyncio.shield(self._reader)
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                message = await self.connection.read_message()
+                if message is None:
+                    break
+                self._on_message(self, message)
+        finally:
+            self._on_closed(self)
+
+    def send(self, message: str | bytes, binary: bool = False) -> Any:
+        """Send a tunnel frame."""
+        return self.connection.write_message(message, binary=binary)
+
+    async def open_socket(
+        self, path: str, subprotocols: list[str] | None
+    ) -> WebSocketClientConnection:
+        """Open a proxied socket: its own WebSocket to ``…/proxied_ws/<path>``."""
+        return await self.endpoint.open(
+            "http_over_websocket/proxied_ws/" + path.lstrip("/"), subprotocols=subprotocols
+        )
+
+    async def close(self) -> None:
+        """Close the socket and wait (briefly) for the reader to finish."""
+        self.connection.close()
+        await asyncio.wait([self._reader], timeout=5)

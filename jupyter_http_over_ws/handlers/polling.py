@@ -1,0 +1,291 @@
+"""``{base_url}http_over_websocket/polling``: the tunnel over plain HTTP requests.
+
+Thin handlers on jupyter_server's ``APIHandler``: every request is authenticated,
+and its host, origin and (for cookie-authenticated writes) XSRF token checked by
+jupyter_server exactly as for any API request, before anything here runs. The
+session logic lives in :mod:`..polling`; the wire format in :mod:`..polling_wire`
+and docs/developers/polling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from jupyter_server.auth.decorator import allow_unauthenticated
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import origin_matches_pat, url_path_join
+from tornado import httpclient, httputil, web
+from tornado.websocket import WebSocketError
+
+from .._version import __version__
+from ..dispatch import InProcessDispatcher
+from ..entrance import relay_target
+from ..handshake import check_min_version
+from ..polling import CLOSED_BY_CLIENT, PollingSession
+from ..polling_channels import ChannelOpener, ChannelRefusedError, Upstream
+from ..polling_wire import OutOfOrderError, parse_send
+from ..protocol import ProtocolError, dumps, normalize_path
+from ..session import TunnelSession
+from ..wsproxy import connect_upstream, upstream_refusal_status
+from .base import TunnelSocketMixin
+
+#: Where the polling endpoints live, relative to ``base_url``.
+POLLING_PREFIX = "http_over_websocket/polling"
+
+#: Request headers a cross-origin polling client may send (preflight answer).
+ALLOWED_HEADERS = "Accept, Authorization, Content-Type, X-XSRFToken"
+
+
+class PollingHandler(TunnelSocketMixin, APIHandler):
+    """What every polling endpoint shares: options, CORS, the caller's identity."""
+
+    # Like a WebSocket tunnel, a client waiting on a long poll is not API activity
+    # (it would keep an idle server from being culled); the tunnelled requests are.
+    _track_activity = False
+
+    def set_cors_headers(self) -> None:
+        """jupyter_server's CORS headers, plus credentials for an allowed origin.
+
+        The WebSocket transport lets an allowed origin (``allow_origin``,
+        ``allow_origin_pat``) use the browser's credentials; the polling transport
+        must too, which for ``fetch`` means echoing the origin (never ``*``) with
+        ``Access-Control-Allow-Credentials``.
+        """
+        super().set_cors_headers()
+        origin = self.get_origin()
+        if origin and self._origin_explicitly_allowed(origin):
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Allow-Credentials", "true")
+        self.add_header("Vary", "Origin")
+
+    def _origin_explicitly_allowed(self, origin: str) -> bool:
+        if self.allow_origin and self.allow_origin != "*":
+            return bool(self.allow_origin == origin)
+        if self.allow_origin_pat:
+            return origin_matches_pat(self.allow_origin_pat, origin)
+        return False
+
+    @allow_unauthenticated
+    def options(self, *args: Any, **kwargs: Any) -> None:
+        """Answer a CORS preflight (jupyter_server has checked the origin: 404 if refused)."""
+        super().options(*args, **kwargs)
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", ALLOWED_HEADERS)
+        self.set_header("Access-Control-Max-Age", "600")
+        origin = self.get_origin()
+        if (
+            origin
+            and self._origin_explicitly_allowed(origin)
+            and self.request.headers.get("Access-Control-Request-Private-Network") == "true"
+        ):
+            # Chromium's Private Network Access preflight for a loopback or LAN server.
+            self.set_header("Access-Control-Allow-Private-Network", "true")
+        self.set_status(204)
+        self.finish()
+
+    def owner_key(self) -> str:
+        """Who this request is, as sessions record their owner."""
+        return self.extension.user_key(self)
+
+    def polling_session(self, session_id: str) -> PollingSession:
+        """The caller's open session ``session_id``, else 404 (also for another identity's)."""
+        session = self.extension.polling_sessions.get(session_id, self.owner_key())
+        if session is None:
+            raise web.HTTPError(404, "No such polling session")
+        return session
+
+    def write_json(self, status: int, body: Any) -> None:
+        """Finish with ``body`` as JSON (bytes as they are) and no caching."""
+        self.set_status(status)
+        self.set_header("Cache-Control", "no-store")
+        self.finish(body if isinstance(body, bytes) else dumps(body))
+
+
+class PollingOpenHandler(PollingHandler):
+    """``POST …/polling``: open a session for the authenticated caller."""
+
+    @web.authenticated
+    async def post(self) -> None:
+        """Check ``min_version`` and the per-user limit, then open a session."""
+        reason = check_min_version(self.get_argument("min_version", None), __version__)
+        if reason is not None:
+            self.log.warning("http_over_websocket: refusing a polling session: %s", reason)
+            self.write_json(400, {"message": reason})
+            return
+        extension = self.extension
+        owner = self.owner_key()
+        dispatcher = InProcessDispatcher(
+            self.application,
+            self.request.server_connection,
+            self.upgrade_context(),
+            chunk_size=extension.chunk_size,
+        )
+        limits = extension.session_limits()
+
+        def make_tunnel(send: Any) -> TunnelSession:
+            return TunnelSession(dispatcher, send, limits=limits, log=self.log)
+
+        session = PollingSession(
+            owner,
+            make_tunnel,
+            self._channel_opener(),
+            buffer_size=extension.polling_buffer_size,
+            log=self.log,
+            admit_channel=lambda channel: extension.admit_as(owner, channel),
+            release_channel=extension.sockets.discard,
+        )
+        refusal = extension.admit_as(owner, session)
+        if refusal is not None:
+            session.close(*refusal)
+            self.write_json(429, {"message": refusal[1]})
+            return
+        session.add_close_callback(extension.sockets.discard)
+        extension.polling_sessions.add(session, extension.polling_idle_timeout)
+        self.log.info("http_over_websocket: polling session opened")
+        self.write_json(
+            200,
+            {
+                "session_id": session.id,
+                "extension_version": __version__,
+                "poll_timeout": extension.poll_timeout,
+                "idle_timeout": extension.polling_idle_timeout,
+            },
+        )
+
+    def _channel_opener(self) -> ChannelOpener:
+        """Open a proxied channel's upstream socket as ``proxied_ws`` would for this caller."""
+        extension = self.extension
+        base_url = self.base_url
+        context = self.upgrade_context()
+        headers = httputil.HTTPHeaders()
+        for name, value in context.headers:
+            headers[name] = value
+        try:
+            origin, resolver = relay_target(extension.entrance(), self.request.connection.stream)
+        except OSError as error:
+            failure = str(error)
+
+            async def cannot_relay(path: str, protocols: list[str]) -> Upstream:
+                raise ChannelRefusedError(4502, failure)
+
+            return cannot_relay
+        if resolver is not None:
+            # The private entrance trusts these (only this process can write to it).
+            if context.remote_ip:
+                headers["X-Real-Ip"] = context.remote_ip
+            headers["X-Scheme"] = context.protocol
+        log = self.log
+
+        async def open_channel(path: str, protocols: list[str]) -> Upstream:
+            try:
+                target = normalize_path(path)
+                extension.path_policy.check(target)
+            except ProtocolError as e:
+                raise ChannelRefusedError(4000 + e.status, e.status_text) from None
+            url = origin + url_path_join(base_url, target)
+            try:
+                return await connect_upstream(
+                    url,
+                    httputil.HTTPHeaders(headers),
+                    protocols,
+                    max_message_size=extension.max_message_size,
+                    connect_timeout=extension.connect_timeout,
+                    resolver=resolver,
+                )
+            except httpclient.HTTPClientError as e:
+                status = upstream_refusal_status(e)
+                raise ChannelRefusedError(4000 + status, "upstream refused the WebSocket") from None
+            except WebSocketError:
+                raise ChannelRefusedError(4400, "not a WebSocket endpoint") from None
+            except OSError as e:
+                log.warning("http_over_websocket: cannot reach a polled socket: %s", e)
+                raise ChannelRefusedError(4502, "cannot reach the upstream WebSocket") from None
+
+        return open_channel
+
+
+class PollingSendHandler(PollingHandler):
+    """``POST …/polling/<id>/send``: a batch of numbered client envelopes."""
+
+    @web.authenticated
+    async def post(self, session_id: str) -> None:
+        """Deliver the new envelopes in order; answer the next number expected."""
+        session = self.polling_session(session_id)
+        session.begin_request()
+        try:
+            if len(self.request.body) > self.extension.max_message_size:
+                self.write_json(413, {"message": "Batch larger than max_message_size"})
+                return
+            try:
+                batch = parse_send(self.request.body)
+            except ProtocolError as e:
+                self.write_json(e.status, {"message": e.status_text})
+                return
+            try:
+                ack = session.deliver(batch)
+            except OutOfOrderError as gap:
+                self.write_json(409, {"ack": gap.ack})
+                return
+            # Backpressure: answer once proxied sockets have taken most of what was sent.
+            await session.inbound_settled(self.extension.polling_buffer_size)
+            self.write_json(200, {"ack": ack})
+        finally:
+            session.end_request()
+
+
+class PollingReceiveHandler(PollingHandler):
+    """``GET …/polling/<id>/recv?since=N``: acknowledge, then long-poll for envelopes."""
+
+    _waiting: asyncio.Task[bytes] | None = None
+
+    @web.authenticated
+    async def get(self, session_id: str) -> None:
+        """Answer the envelopes from ``since`` on, waiting up to ``poll_timeout`` for one."""
+        session = self.polling_session(session_id)
+        try:
+            since = int(self.get_argument("since", "0"))
+        except ValueError:
+            since = -1
+        if not 0 <= since <= session.outgoing.next_seq:
+            raise web.HTTPError(400, "since must count envelopes this session has sent")
+        session.begin_request()
+        try:
+            self._waiting = asyncio.ensure_future(
+                session.receive(since, self.extension.poll_timeout)
+            )
+            try:
+                body = await self._waiting
+            except asyncio.CancelledError:
+                return  # the client went away; the envelopes stay until acknowledged
+        finally:
+            session.end_request()
+        self.write_json(200, body)
+
+    def on_connection_close(self) -> None:
+        """Stop waiting for a client that is gone."""
+        if self._waiting is not None:
+            self._waiting.cancel()
+        super().on_connection_close()
+
+
+class PollingSessionHandler(PollingHandler):
+    """``DELETE …/polling/<id>``: close the session and release everything it holds."""
+
+    @web.authenticated
+    async def delete(self, session_id: str) -> None:
+        """Cancel its in-flight requests and close its proxied sockets."""
+        self.polling_session(session_id).close(CLOSED_BY_CLIENT, "Closed by the client")
+        self.set_status(204)
+        self.finish()
+
+
+def polling_handlers(options: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:
+    """The routes of the polling transport, relative to ``base_url``."""
+    prefix = "/" + POLLING_PREFIX
+    return [
+        (prefix + "/?", PollingOpenHandler, options),
+        (prefix + "/([^/]+)/send", PollingSendHandler, options),
+        (prefix + "/([^/]+)/recv", PollingReceiveHandler, options),
+        (prefix + "/([^/]+)/?", PollingSessionHandler, options),
+    ]

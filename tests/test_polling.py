@@ -1,0 +1,399 @@
+"""The polling transport's server side against a real jupyter_server, request by request."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import time
+import uuid
+
+import pytest
+from jupyter_server.auth import IdentityProvider, User
+from kernel_helpers import V1, decode, encode, make_msg
+from polling_helpers import RawPolling, request_envelope
+
+from jupyter_http_over_ws.polling_wire import (
+    BinaryEnvelope,
+    ClosedEnvelope,
+    OpenedEnvelope,
+    OpenEnvelope,
+    TextEnvelope,
+    encode_envelope,
+    parse_batch,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+EXT = {"jupyter_http_over_ws": True}
+ALLOWED = "https://colab.example"
+
+
+def config(**app):
+    return {"ServerApp": {"jpserver_extensions": EXT}, "HttpOverWebSocketApp": app}
+
+
+class TwoUsers(IdentityProvider):
+    """Two people with their own tokens: ``alice-token`` and ``bob-token``."""
+
+    def get_user(self, handler):
+        header = handler.request.headers.get("Authorization", "")
+        name = {"token alice-token": "alice", "token bob-token": "bob"}.get(header)
+        if name is None:
+            return None
+        handler._token_authenticated = True
+        return User(name)
+
+
+@pytest.fixture
+def raw(hows_server_url, hows_token):
+    clients = []
+
+    def make(token=hows_token, **headers):
+        client = RawPolling(hows_server_url, token, dict(headers))
+        clients.append(client)
+        return client
+
+    yield make
+    for client in clients:
+        client.close()
+
+
+def extension(jp_serverapp):
+    return next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))
+
+
+async def test_request_and_reply_over_polling(raw, jp_root_dir):
+    (jp_root_dir / "x.txt").write_text("hello")
+    client = raw()
+    opened = await client.open()
+    assert opened.code == 200
+    info = json.loads(opened.body)
+    assert set(info) == {"session_id", "extension_version", "poll_timeout", "idle_timeout"}
+    sent = await client.send(0, [request_envelope(1, "GET", "/files/x.txt")])
+    assert sent.code == 200
+    assert json.loads(sent.body) == {"ack": 1}
+    _, frames = await client.collect(0, {1})
+    assert frames[0].status == 200
+    assert b"".join(f.data or b"" for f in frames) == b"hello"
+    assert (await client.delete()).code == 204
+    assert (await client.recv(0)).code == 404
+
+
+async def test_duplicate_and_out_of_order_sends(raw, jp_root_dir):
+    client = raw()
+    await client.open()
+    envelopes = [request_envelope(i, "GET", "/api/status") for i in range(4)]
+    # A gap (envelope 2 before 0 and 1) is refused whole, with the number expected.
+    gap = await client.send(2, envelopes[2:])
+    assert gap.code == 409
+    assert json.loads(gap.body) == {"ack": 0}
+    assert json.loads((await client.send(0, envelopes[:2])).body) == {"ack": 2}
+    # A resend of 0..2 (its answer "lost") delivers only 2.
+    assert json.loads((await client.send(0, envelopes[:3])).body) == {"ack": 3}
+    assert json.loads((await client.send(1, envelopes[1:4])).body) == {"ack": 4}
+    assert json.loads((await client.send(0, envelopes[:1])).body) == {"ack": 4}
+    since, frames = await client.collect(0, {0, 1, 2, 3})
+    finals = [f.message_id for f in frames if f.done]
+    assert sorted(finals) == [0, 1, 2, 3]  # each request ran exactly once
+    # Nothing else arrives: no duplicate reply is on its way.
+    late = await client.recv(since, request_timeout=30)
+    assert parse_batch(late.body).messages == ()
+
+
+async def test_envelopes_reach_a_proxied_socket_once_and_in_order(raw, hows_tunnel):
+    kernel = await hows_tunnel.request("POST", "/api/kernels", body=json.dumps({"name": "python3"}))
+    kernel_id = kernel.json()["id"]
+    client = raw()
+    await client.open()
+    path = f"/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
+    assert (await client.send(0, [OpenEnvelope(1, path, (V1,))])).code == 200
+    kernel_session = uuid.uuid4().hex
+
+    def execute(code):
+        msg = make_msg("execute_request", {"code": code, "silent": False}, session=kernel_session)
+        return BinaryEnvelope(1, encode(msg, V1))
+
+    batch = [execute(f"print({i})") for i in range(1, 5)]
+    assert (await client.send(3, batch[2:])).code == 409
+    assert json.loads((await client.send(1, batch[:2])).body) == {"ack": 3}
+    assert json.loads((await client.send(1, batch)).body) == {"ack": 5}  # 1, 2 again
+    since, printed, opened = 0, [], None
+    deadline = time.monotonic() + 60
+    while len(printed) < 4 and time.monotonic() < deadline:
+        response = await client.recv(since)
+        parsed = parse_batch(response.body)
+        for number, envelope in enumerate(parsed.messages, parsed.seq):
+            if number < since:
+                continue
+            since = number + 1
+            if isinstance(envelope, OpenedEnvelope):
+                opened = envelope.protocol
+            elif isinstance(envelope, BinaryEnvelope):
+                msg = decode(envelope.data, V1)
+                if msg["header"]["msg_type"] == "stream":
+                    printed.append(msg["content"]["text"])
+    assert opened == V1
+    assert printed == ["1\n", "2\n", "3\n", "4\n"]
+    await client.delete()
+    await hows_tunnel.request("DELETE", f"/api/kernels/{kernel_id}")
+
+
+async def test_a_lost_recv_answer_is_delivered_again(raw, jp_root_dir, jp_http_port, jp_base_url):
+    client = raw()
+    await client.open()
+    await client.send(0, [request_envelope("a", "GET", "/api/status")])
+    first = parse_batch((await client.recv(0)).body)
+    assert first.messages
+    # The client "lost" that answer: asking from the same point gives the same envelopes.
+    again = parse_batch((await client.recv(0)).body)
+    assert again == first
+    # Dropped mid-way on the wire: a raw request whose connection closes as the answer
+    # starts arriving.
+    await client.send(1, [request_envelope("b", "GET", "/api/status")])
+    reader, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(
+        f"GET {jp_base_url}http_over_websocket/polling/{client.session_id}/recv?since=1"
+        " HTTP/1.1\r\n"
+        f"Host: localhost:{jp_http_port}\r\nAuthorization: token {client.token}\r\n\r\n".encode()
+    )
+    await writer.drain()
+    assert (await reader.read(12)).startswith(b"HTTP/1.1 200")
+    writer.close()
+    answer = parse_batch((await client.recv(1)).body)
+    assert answer.seq == 1
+    assert json.loads(answer.messages[0].text)["message_id"] == "b"
+
+
+@pytest.mark.parametrize("jp_server_config", [config(poll_timeout=0.3)])
+async def test_a_poll_times_out_empty_and_is_renewed(raw, jp_root_dir):
+    client = raw()
+    opened = json.loads((await client.open()).body)
+    assert opened["poll_timeout"] == 0.3
+    started = time.monotonic()
+    empty = await client.recv(0)
+    assert 0.25 < time.monotonic() - started < 5
+    assert parse_batch(empty.body).messages == ()
+    # The renewed poll waits, and answers as soon as something arrives.
+    poll = asyncio.ensure_future(client.recv(0))
+    await asyncio.sleep(0.05)
+    await client.send(0, [request_envelope(1, "GET", "/api/status")])
+    answer = parse_batch((await poll).body)
+    assert json.loads(answer.messages[0].text)["message_id"] == 1
+
+
+async def test_a_newer_poll_ends_the_older(raw):
+    client = raw()
+    await client.open()
+    older = asyncio.ensure_future(client.recv(0))
+    await asyncio.sleep(0.2)
+    newer = asyncio.ensure_future(client.recv(0))
+    assert parse_batch((await asyncio.wait_for(older, 10)).body).messages == ()
+    await client.send(0, [request_envelope(1, "GET", "/api/status")])
+    assert parse_batch((await newer).body).messages
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": EXT, "identity_provider_class": TwoUsers}}],
+)
+async def test_a_session_belongs_to_the_identity_that_opened_it(raw):
+    alice, bob, nobody = raw("alice-token"), raw("bob-token"), raw(None)
+    assert (await alice.open()).code == 200
+    bob.session_id = nobody.session_id = alice.session_id
+    envelope = [request_envelope(1, "GET", "/api/status")]
+    for response in (await bob.send(0, envelope), await bob.recv(0), await bob.delete()):
+        assert response.code == 404, response
+    for response in (await nobody.send(0, envelope), await nobody.recv(0), await nobody.delete()):
+        assert response.code == 403, response
+    # Alice's session is untouched: nothing of Bob's went in, and it still works.
+    assert json.loads((await alice.send(0, envelope)).body) == {"ack": 1}
+    _, frames = await alice.collect(0, {1})
+    assert frames[0].status == 200
+    assert (await nobody.open()).code == 403
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": EXT, "allow_origin": ALLOWED}}],
+)
+async def test_cors_preflight_and_credentials(raw):
+    client = raw(None)
+    preflight = await client.fetch(
+        "",
+        "OPTIONS",
+        headers={
+            "Origin": ALLOWED,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization, content-type",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert preflight.code == 204
+    headers = preflight.headers
+    assert headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert headers["Access-Control-Allow-Credentials"] == "true"
+    assert headers["Access-Control-Allow-Private-Network"] == "true"
+    assert "POST" in headers["Access-Control-Allow-Methods"]
+    assert "authorization" in headers["Access-Control-Allow-Headers"].lower()
+    refused = await client.fetch(
+        "/x/recv",
+        "OPTIONS",
+        headers={
+            "Origin": "https://evil.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    # jupyter_server answers every preflight; the browser refuses what it lacks.
+    assert refused.headers.get("Access-Control-Allow-Origin") in (None, ALLOWED)
+    assert "Access-Control-Allow-Credentials" not in refused.headers
+    assert "Access-Control-Allow-Private-Network" not in refused.headers
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": EXT, "allow_origin": ALLOWED}}],
+)
+async def test_cross_origin_requests(raw, hows_token):
+    good = raw(hows_token, Origin=ALLOWED)
+    opened = await good.open()
+    assert opened.code == 200
+    assert opened.headers["Access-Control-Allow-Origin"] == ALLOWED
+    assert opened.headers["Access-Control-Allow-Credentials"] == "true"
+    # jupyter_server lets token-authenticated scripts in from anywhere, but a browser
+    # page of another origin gets no CORS answer naming it, so it cannot read a reply.
+    evil = raw(hows_token, Origin="https://evil.example")
+    answer = await evil.open()
+    assert answer.headers.get("Access-Control-Allow-Origin") != "https://evil.example"
+    assert "Access-Control-Allow-Credentials" not in answer.headers
+    # Without a token (cookies only), another origin is refused outright.
+    assert (await raw(None, Origin="https://evil.example").open()).code in (403, 404)
+
+
+async def test_cookie_authenticated_writes_need_the_xsrf_token(raw, hows_server_url, hows_token):
+    # Log in as a browser would, keeping the login and _xsrf cookies.
+    client = raw(None)
+    login = await client.http.fetch(
+        hows_server_url + f"?token={hows_token}", follow_redirects=False, raise_error=False
+    )
+    cookies = "; ".join(c.split(";")[0] for c in login.headers.get_list("Set-Cookie"))
+    assert "_xsrf=" in cookies
+    xsrf = next(c.split("=", 1)[1] for c in cookies.split("; ") if c.startswith("_xsrf="))
+    client.headers["Cookie"] = cookies
+    assert (await client.open()).code == 403  # no X-XSRFToken: jupyter_server refuses
+    client.headers["X-XSRFToken"] = xsrf
+    assert (await client.open()).code == 200
+
+
+async def test_min_version_too_new_is_refused_with_the_reason(raw):
+    response = await raw().open("?min_version=99.0.0")
+    assert response.code == 400
+    assert "Please upgrade this package" in json.loads(response.body)["message"]
+
+
+@pytest.mark.parametrize("jp_server_config", [config(polling_buffer_size=256 * 1024)])
+async def test_a_slow_poller_holds_bounded_memory(raw, jp_root_dir, jp_serverapp):
+    payload = os.urandom(8 * 1024 * 1024)
+    (jp_root_dir / "big.bin").write_bytes(payload)
+    client = raw()
+    await client.open()
+    await client.send(0, [request_envelope(1, "GET", "/files/big.bin")])
+    (session,) = list(extension(jp_serverapp).polling_sessions)
+    await asyncio.sleep(1.0)  # the handler runs until the buffer is full, then waits
+    assert 0 < session.outgoing.buffered_bytes <= 256 * 1024 + 100 * 1024
+    # Polling drains it, and the download arrives whole.
+    _, frames = await client.collect(0, {1})
+    body = b"".join(f.data or b"" for f in frames)
+    assert body == payload
+
+
+@pytest.mark.parametrize(
+    "jp_server_config", [config(polling_idle_timeout=0.5, polling_buffer_size=65536)]
+)
+async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_dir, jp_serverapp):
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    kernel = await hows_tunnel.request("POST", "/api/kernels", body=json.dumps({"name": "python3"}))
+    kernel_id = kernel.json()["id"]
+    client = raw()
+    await client.open()
+    path = f"/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
+    await client.send(
+        0, [OpenEnvelope(1, path, (V1,)), request_envelope(7, "GET", "/files/big.bin")]
+    )
+    ext = extension(jp_serverapp)
+    (session,) = list(ext.polling_sessions)
+    deadline = time.monotonic() + 20
+    while session.channels.get(1) is None or session.channels[1].upstream is None:
+        assert time.monotonic() < deadline, session.channels
+        await client.recv(0)  # stay alive (acknowledging nothing) until the kernel is up
+        await asyncio.sleep(0.1)
+    channel = session.channels[1]
+    upstream = channel.upstream
+    assert upstream is not None
+    assert session.tunnel.in_flight == 1  # the download, stuck on the full buffer
+    assert session in ext.sockets
+    assert channel in ext.sockets
+    # The client stops polling: after the idle timeout everything is released.
+    deadline = time.monotonic() + 10
+    while session.closed is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    assert session.closed is not None
+    assert session.closed[0] == 4408
+    await asyncio.sleep(0.2)
+    assert session.tunnel.in_flight == 0
+    protocol = upstream.protocol
+    assert protocol is None or protocol.client_terminated or protocol.server_terminated
+    assert session not in ext.sockets
+    assert channel not in ext.sockets
+    assert len(ext.polling_sessions) == 0
+    assert (await client.recv(0)).code == 404
+    await hows_tunnel.request("DELETE", f"/api/kernels/{kernel_id}")
+
+
+async def test_refused_channels_say_why(raw, hows_tunnel):
+    client = raw()
+    await client.open()
+    await client.send(
+        0,
+        [
+            OpenEnvelope(1, "/api/kernels/no-such-kernel/channels"),
+            OpenEnvelope(2, "/api/status"),
+            OpenEnvelope(3, "/../etc/passwd"),
+        ],
+    )
+    closed = {}
+    since = 0
+    while len(closed) < 3:
+        batch = parse_batch((await client.recv(since)).body)
+        for number, envelope in enumerate(batch.messages, batch.seq):
+            since = number + 1
+            assert isinstance(envelope, ClosedEnvelope)
+            closed[envelope.channel] = envelope.code
+    assert closed == {1: 4404, 2: 4400, 3: 4400}
+
+
+async def test_malformed_sends_are_400(raw):
+    client = raw()
+    await client.open()
+    for body in (
+        b"not json",
+        b"[]",
+        b'{"seq": -1, "messages": []}',
+        b'{"seq": 0, "messages": [{"channel": "x", "text": "a"}]}',
+    ):
+        response = await client.fetch(f"/{client.session_id}/send", "POST", body)
+        assert response.code == 400, body
+    # A bad tunnel message on channel 0 gets the tunnel's own error reply.
+    await client.send(0, [TextEnvelope(0, "not json")])
+    batch = parse_batch((await client.recv(0)).body)
+    assert json.loads(batch.messages[0].text) == {
+        "status": 400,
+        "statusText": "JSON input is required.",
+        "done": True,
+    }
+    assert (
+        encode_envelope(BinaryEnvelope(1, b"\x00"))
+        == b'{"channel":1,"binary":"' + base64.b64encode(b"\x00") + b'"}'
+    )
