@@ -517,6 +517,17 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
     return True
 
 
+def _cross_site(origin: str | None, url: str) -> bool:
+    """Whether a page at ``origin`` is on another site than ``url`` (unknown: assume so).
+
+    Sites ignore ports: a page on localhost:3000 gets the login cookie of localhost:8888.
+    """
+    if origin is None:
+        return True
+    page, server = urlsplit(origin), urlsplit(url)
+    return (page.scheme, page.hostname) != (server.scheme, server.hostname)
+
+
 async def check_credentials(
     report: Report, target: Target, url: str, token: str | None, origin_ok: bool | None
 ) -> Any:
@@ -557,7 +568,8 @@ async def check_credentials(
                 "answered 403).",
                 CREDENTIALS_FIX,
             )
-            report.add("credentials", NOTE, SAMESITE_NOTE)
+            if _cross_site(origin, url):
+                report.add("credentials", NOTE, SAMESITE_NOTE)
         else:
             report.add(
                 "credentials",
@@ -565,7 +577,8 @@ async def check_credentials(
                 "The server refused the token (the tunnel upgrade answered 403).",
                 "use the token the server printed at start (`jupyter server list` shows it)",
             )
-            report.add("credentials", NOTE, SAMESITE_NOTE)
+            if _cross_site(origin, url):
+                report.add("credentials", NOTE, SAMESITE_NOTE)
         return None
     except Exception as error:
         report.add(

@@ -361,6 +361,17 @@ async def test_no_token(capsys, hows_server_url):
     assert lines[-1] == "1 problem found."
 
 
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin="http://localhost:3000")])
+async def test_no_token_from_the_same_site(capsys, hows_server_url):
+    """A page on the server's own site does get the login cookie: no SameSite note then."""
+    same_site = "http://localhost:3000"  # another origin (port), but the same site
+    status, report = await doctor_json(capsys, hows_server_url, "--origin", same_site)
+    assert status == 1
+    assert findings(report, "origin", "ok")
+    assert findings(report, "credentials", "problem")
+    assert not findings(report, "credentials", "note")
+
+
 @pytest.mark.parametrize("jp_base_url", ["/user/alice/"])
 async def test_token_and_base_url_from_a_copied_page_url(capsys, hows_server_url, hows_token):
     """The URL as a browser shows it: a page under base_url, the token in the query."""
