@@ -90,6 +90,16 @@ def test_nothing_listening(capsys):
     assert f"jupyter server --port={port}" in finding["fix"]
 
 
+def test_host_name_that_does_not_resolve(capsys):
+    # .invalid never resolves (RFC 6761), with or without a network.
+    status, out = run_doctor(capsys, "http://no-such-host.invalid:8888/", "--json")
+    report = json.loads(out)
+    assert status == 1
+    (finding,) = report["findings"]
+    assert finding["message"].startswith("The host name 'no-such-host.invalid' does not resolve")
+    assert "localhost" in finding["fix"]
+
+
 class _NotJupyter(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         body = b"<html>some other web server</html>"
