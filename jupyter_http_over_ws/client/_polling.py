@@ -83,6 +83,8 @@ class PollingTransport:
         self._sender = asyncio.ensure_future(self._send_loop())
         #: How many ``recv`` answers were thrown away by :meth:`drop_next_poll` (tests).
         self.dropped_polls = 0
+        #: How many ``recv`` answers arrived (empty ones after a poll timeout included).
+        self.polls_answered = 0
         self._drop_next = False
 
     @classmethod
@@ -226,6 +228,7 @@ class PollingTransport:
                 response = None
             if response is not None and response.code == 200:
                 failures = 0
+                self.polls_answered += 1
                 self._take(response.body)
                 continue
             if response is not None and response.code in (403, 404):

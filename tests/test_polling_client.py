@@ -1,0 +1,144 @@
+"""The Python client over the polling transport against a real jupyter_server (no proxy)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+
+import pytest
+from tornado import httpclient
+
+from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.client._polling import PollingTransport
+
+pytestmark = pytest.mark.timeout(90)
+
+EXT = {"jupyter_http_over_ws": True}
+
+
+def config(**app):
+    return {"ServerApp": {"jpserver_extensions": EXT}, "HttpOverWebSocketApp": app}
+
+
+@pytest.fixture
+def polling_tunnel(hows_server_url, hows_token, jp_asyncio_loop):
+    client = jp_asyncio_loop.run_until_complete(
+        TunnelClient.connect(hows_server_url, token=hows_token, transports=("polling",))
+    )
+    yield client
+    jp_asyncio_loop.run_until_complete(client.close())
+
+
+def extension(jp_serverapp):
+    return next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))
+
+
+def transport(tunnel: TunnelClient) -> PollingTransport:
+    current = tunnel._current
+    assert isinstance(current, PollingTransport)
+    return current
+
+
+async def test_rest_api_over_polling(polling_tunnel, jp_root_dir):
+    assert polling_tunnel.transport == "polling"
+    model = {"type": "file", "format": "text", "content": "hi ✓"}
+    created = await polling_tunnel.request("PUT", "/api/contents/a.txt", body=json.dumps(model))
+    assert created.status == 201
+    assert (jp_root_dir / "a.txt").read_text() == "hi ✓"
+    payload = os.urandom(2 * 1024 * 1024 + 5)
+    binary = {"type": "file", "format": "base64", "content": base64.b64encode(payload).decode()}
+    up = await polling_tunnel.request("PUT", "/api/contents/b.bin", body=json.dumps(binary))
+    assert up.status == 201
+    down = await polling_tunnel.request("GET", "/files/b.bin")
+    assert down.body == payload
+    head = await polling_tunnel.request("HEAD", "/files/a.txt")
+    assert head.status == 200
+    assert head.body == b""
+    missing = await polling_tunnel.request("GET", "/api/contents/nope")
+    assert missing.status == 404
+
+
+async def test_many_requests_in_flight_over_polling(polling_tunnel, jp_root_dir):
+    for i in range(10):
+        (jp_root_dir / f"f{i}.txt").write_text(f"content {i}")
+    replies = await asyncio.gather(
+        *(polling_tunnel.request("GET", f"/files/f{i}.txt") for i in range(10))
+    )
+    assert [r.body for r in replies] == [f"content {i}".encode() for i in range(10)]
+
+
+@pytest.mark.parametrize("jp_server_config", [config(polling_buffer_size=128 * 1024)])
+async def test_dropped_poll_answers_lose_nothing(polling_tunnel, jp_root_dir):
+    payload = os.urandom(3 * 1024 * 1024)
+    (jp_root_dir / "big.bin").write_bytes(payload)
+    polls = transport(polling_tunnel)
+    chunks = []
+    async with polling_tunnel.stream("GET", "/files/big.bin") as response:
+        async for chunk in response:
+            chunks.append(chunk)
+            if len(chunks) % 5 == 1:
+                polls.drop_next_poll()  # the answer under way is thrown away
+    assert b"".join(chunks) == payload
+    assert polls.dropped_polls >= 3
+
+
+@pytest.mark.parametrize("jp_server_config", [config(poll_timeout=0.2)])
+async def test_empty_polls_are_renewed(polling_tunnel):
+    polls = transport(polling_tunnel)
+    assert polls.poll_timeout == 0.2
+    await asyncio.sleep(1.5)
+    assert polls.polls_answered >= 3  # empty answers after each timeout, then a new poll
+    assert (await polling_tunnel.request("GET", "/api/status")).status == 200
+
+
+async def test_leaving_a_stream_early_cancels_it_on_the_server(
+    polling_tunnel, jp_root_dir, jp_serverapp
+):
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(16 * 1024 * 1024))
+    async with polling_tunnel.stream("GET", "/files/big.bin") as response:
+        async for _ in response:
+            break
+    (session,) = list(extension(jp_serverapp).polling_sessions)
+    for _ in range(100):
+        if session.tunnel.in_flight == 0:
+            break
+        await asyncio.sleep(0.05)
+    assert session.tunnel.in_flight == 0
+    assert (await polling_tunnel.request("GET", "/api/status")).status == 200
+
+
+async def test_closing_the_client_closes_the_session(hows_server_url, hows_token, jp_serverapp):
+    tunnel = await TunnelClient.connect(hows_server_url, token=hows_token, transports=("polling",))
+    sessions = extension(jp_serverapp).polling_sessions
+    assert len(sessions) == 1
+    await tunnel.close()
+    assert len(sessions) == 0
+
+
+async def test_refusals_over_polling(hows_server_url, hows_token):
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await TunnelClient.connect(hows_server_url, token="wrong", transports=BOTH)
+    assert refused.value.code == 403
+    with pytest.raises(httpclient.HTTPClientError) as outdated:
+        await TunnelClient.connect(
+            hows_server_url, token=hows_token, transports=("polling",), min_version="99.0"
+        )
+    assert outdated.value.code == 400
+
+
+async def test_proxied_socket_refusals_keep_their_status(polling_tunnel):
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await polling_tunnel.websocket("/api/kernels/no-such-kernel/channels")
+    assert refused.value.code == 404
+
+
+@pytest.mark.parametrize("jp_server_config", [config(allow_polling=False)])
+async def test_polling_can_be_turned_off(hows_server_url, hows_token):
+    with pytest.raises(httpclient.HTTPClientError) as refused:
+        await TunnelClient.connect(hows_server_url, token=hows_token, transports=("polling",))
+    assert refused.value.code == 404
+
+
+BOTH = ("websocket", "polling")
