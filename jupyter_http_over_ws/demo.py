@@ -184,6 +184,16 @@ def page_url(page_origin: str, server_url: str, token: str) -> str:
     return f"{page_origin}/#server={quote(server_url, safe=':/')}&token={quote(token, safe='')}"
 
 
+def _has_python_kernel() -> bool:
+    """Whether Jupyter can start the ``python3`` kernel the page runs code in."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return "python3" in KernelSpecManager().find_kernel_specs()
+    except Exception:  # any failure here only means "cannot tell": say so below
+        return False
+
+
 class _StopError(Exception):
     """Raised by the SIGTERM handler to leave the wait loop like Ctrl-C does."""
 
@@ -222,6 +232,12 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
         print(f"Demo page on another origin:    {page_origin}/", flush=True)
         print("Open this URL in a browser (the token is in the #fragment):", flush=True)
         print(f"    {url}", flush=True)
+        if not _has_python_kernel():
+            print(
+                "No python3 kernel here (pip install ipykernel): the page can browse files "
+                "but not run code.",
+                flush=True,
+            )
         print("Press Ctrl-C to stop.", flush=True)
         if args.open_browser:
             webbrowser.open(url)

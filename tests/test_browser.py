@@ -17,6 +17,7 @@ and an unmodified ``@jupyterlab/services`` from npm (bundled by esbuild in ``e2e
 
 from __future__ import annotations
 
+import re
 import secrets
 import shutil
 import time
@@ -573,3 +574,102 @@ def test_login_cookie_does_not_authenticate_a_cross_site_page_but_the_token_does
     assert "token" in cross_site["cookieOnly"], cross_site
     assert cross_site["withToken"] == "200"
     assert same_site["withToken"] == "200"
+
+
+POLLING_KERNEL = """
+        const kernels = new services.KernelManager({ serverSettings: settingsFor(window.tunnel) });
+        window.kernel = await kernels.startNew({ name: "python3" });
+        window.runCode = async (code) => {
+          const texts = [];
+          const future = window.kernel.requestExecute({ code });
+          future.onIOPub = (msg) => {
+            if (msg.header.msg_type === "stream") texts.push(msg.content.text);
+          };
+          const reply = await future.done;
+          return { status: reply.content.status, texts };
+        };
+"""
+
+
+def test_polling_transport_carries_jupyterlab_services(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        window.tunnel = await connect({ transports: ["polling"] });
+        const transport = window.tunnel.transport;
+        const listing = await (await window.tunnel.fetch("api/contents")).json();
+        """
+        + POLLING_KERNEL
+        + """
+        const first = await window.runCode("print('over polling', 6 * 7)");
+        await window.kernel.shutdown();
+        window.tunnel.close();
+        return { transport, version: window.tunnel.version,
+                 names: listing.content.map((f) => f.name), first };
+        """,
+    )
+    assert result["transport"] == "polling"
+    assert "hello.txt" in result["names"]
+    assert result["first"] == {"status": "ok", "texts": ["over polling 42\n"]}
+
+
+def test_blocked_websocket_falls_back_to_polling_and_upgrades_later(
+    context: Any, setup: Setup
+) -> None:
+    """A network that refuses the tunnel's WebSocket: polling, then back to the WebSocket."""
+    page = open_page(context, setup.page)
+    blocked = {"on": True, "refused": 0}
+
+    def tunnel_socket(ws: Any) -> None:
+        if blocked["on"]:
+            blocked["refused"] += 1
+            ws.close(code=1011, reason="blocked by the test's network")
+        else:
+            ws.connect_to_server()
+
+    # Only the tunnel socket (not diagnose, not the proxied kernel sockets) is blocked.
+    page.route_web_socket(re.compile(r"/http_over_websocket\?"), tunnel_socket)
+    before = run(
+        page,
+        setup,
+        """
+        window.tunnel = await connect({ upgradeInterval: 300 });
+        window.changes = [];
+        window.tunnel.addEventListener("transportchange", (e) => {
+          window.changes.push(e.detail.transport);
+        });
+        """
+        + POLLING_KERNEL
+        + """
+        const first = await window.runCode("print('before the upgrade')");
+        return { transport: window.tunnel.transport, first };
+        """,
+    )
+    assert blocked["refused"] >= 1
+    assert before["transport"] == "polling"
+    assert before["first"] == {"status": "ok", "texts": ["before the upgrade\n"]}
+
+    blocked["on"] = False
+    after = run(
+        page,
+        setup,
+        """
+        const deadline = Date.now() + 20000;
+        while (window.tunnel.transport !== "websocket" && Date.now() < deadline) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+        const transport = window.tunnel.transport;
+        const file = await (await window.tunnel.fetch("api/contents/hello.txt?content=1")).json();
+        // The kernel socket opened over polling keeps working after the upgrade.
+        const second = await window.runCode("print('after the upgrade')");
+        await window.kernel.shutdown();
+        window.tunnel.close();
+        return { transport, changes: window.changes, content: file.content, second };
+        """,
+    )
+    assert after["transport"] == "websocket"
+    assert after["changes"] == ["websocket"]
+    assert after["content"] == "hello from the server's disk\n"
+    assert after["second"] == {"status": "ok", "texts": ["after the upgrade\n"]}

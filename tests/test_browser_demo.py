@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
 from browser_fixtures import REPO, jupyter_env, launch_browser
+
+from jupyter_http_over_ws import __version__
 
 pytestmark = pytest.mark.slow
 
@@ -125,8 +127,7 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
         page.goto(url)
         page.wait_for_selector('#state[data-state="connected"]')
         assert page.text_content("#transport") == "websocket"
-        version = page.text_content("#version")
-        assert version and re.fullmatch(r"\d+\.\d+\.\d+.*", version)
+        assert page.text_content("#version") == __version__
 
         # Browse: the root lists the files, a directory opens, a text file shows.
         page.wait_for_selector("#file-list button:text-is('README.txt')")
@@ -161,6 +162,17 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
         page.click("#run")
         page.wait_for_selector("#outputs pre.error")
         assert "ZeroDivisionError" in page.text_content("#outputs pre.error")  # type: ignore[operator]
+
+        # The polling fallback, forced from the URL: the page says so, and code still runs.
+        polling = context.new_page()
+        polling.goto(url + "&transports=polling")
+        polling.wait_for_selector('#state[data-state="connected"]')
+        assert polling.text_content("#transport") == "polling"
+        polling.wait_for_selector("#run:not([disabled])")
+        polling.fill("#code", "print('polled', 2 ** 10)")
+        polling.click("#run")
+        polling.wait_for_selector("#exec-count:has-text('ok')")
+        assert polling.locator("#outputs pre").all_text_contents() == ["polled 1024\n"]
         context.close()
 
     # Ctrl-C stops both servers cleanly.

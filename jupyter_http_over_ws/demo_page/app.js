@@ -9,7 +9,9 @@ function settingsFromFragment() {
   const params = new URLSearchParams(location.hash.replace(/^#/, ""));
   let server = params.get("server") || "";
   if (server && !server.endsWith("/")) server += "/";
-  return { server, token: params.get("token") || "" };
+  // Optional: #...&transports=polling forces the polling fallback (default: WebSocket first).
+  const transports = (params.get("transports") || "").split(",").filter(Boolean);
+  return { server, token: params.get("token") || "", transports };
 }
 
 function showProblem(text) {
@@ -226,7 +228,7 @@ function renderOutput(msg) {
 
 async function main() {
   $("page-origin").textContent = location.origin;
-  const { server, token } = settingsFromFragment();
+  const { server, token, transports } = settingsFromFragment();
   if (!server) {
     setState("failed", "no server");
     showProblem("Open this page with #server=<Jupyter URL>&token=<token> in its URL " +
@@ -245,7 +247,11 @@ async function main() {
   }
   let tunnel;
   try {
-    tunnel = await client.connect({ url: server, token });
+    tunnel = await client.connect({
+      url: server,
+      token,
+      ...(transports.length ? { transports } : {}),
+    });
   } catch (e) {
     setState("failed", "refused");
     let text = String(e.message || e);
