@@ -397,3 +397,21 @@ async def test_malformed_sends_are_400(raw):
         encode_envelope(BinaryEnvelope(1, b"\x00"))
         == b'{"channel":1,"binary":"' + base64.b64encode(b"\x00") + b'"}'
     )
+
+
+@pytest.mark.parametrize("jp_server_config", [config(polling_buffer_size=65536)])
+async def test_server_shutdown_ends_polling_sessions(raw, jp_root_dir, jp_serverapp):
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    client = raw()
+    await client.open()
+    await client.send(0, [request_envelope(1, "GET", "/files/big.bin")])
+    ext = extension(jp_serverapp)
+    (session,) = list(ext.polling_sessions)
+    await asyncio.sleep(0.3)
+    assert session.tunnel.in_flight == 1
+    await ext.stop_extension()
+    assert session.closed is not None
+    assert session.closed[0] == 1001
+    assert session.tunnel.in_flight == 0
+    assert len(ext.polling_sessions) == 0
+    assert (await client.recv(0)).code == 404
