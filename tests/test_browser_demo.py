@@ -91,7 +91,14 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     (root / "data").mkdir()
     (root / "data" / "numbers.csv").write_text("x,y\n1,2\n3,4\n")
     process = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_http_over_ws.cli", "demo", "--root-dir", str(root)],
+        # Exactly the README's first command (the demo browses --root-dir instead of cwd).
+        [
+            str(Path(sys.executable).parent / "jupyter"),
+            "http-over-ws",
+            "demo",
+            "--root-dir",
+            str(root),
+        ],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
