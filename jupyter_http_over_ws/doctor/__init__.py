@@ -1,0 +1,105 @@
+"""``jupyter http-over-ws doctor URL``: why a frontend cannot connect, and what fixes it.
+
+The checks run in the order a connection fails: the server answers at all, the
+extension is loaded (and new enough), the page's origin is allowed, the credentials
+are accepted, and finally a tunnelled request and a proxied kernel socket work. Each
+check records :class:`~.findings.Finding` objects (data) in a
+:class:`~.findings.Report`; :func:`~.findings.render_text` and
+:func:`~.findings.render_json` print them. A check that fails in a way that stops the
+later ones from meaning anything ends the run.
+
+The modules: :mod:`.target` (what to examine, the plain HTTP probe), :mod:`.network`
+(checks 1-2: reachable, extension), :mod:`.access` (checks 3-4: origin, credentials),
+:mod:`.tunnel` (check 5: request, kernel), :mod:`.findings` (the data and printing).
+The checks use the package's own client (:mod:`jupyter_http_over_ws.client`) where it
+fits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Callable, Sequence
+
+from .access import check_credentials, check_origin
+from .findings import Finding, Report, Status, render_json, render_text
+from .network import check_extension, check_reachable
+from .target import Target, normalize_url
+from .tunnel import check_kernel, check_request
+
+__all__ = [
+    "Finding",
+    "Report",
+    "Status",
+    "Target",
+    "add_arguments",
+    "examine",
+    "main",
+    "render_json",
+    "render_text",
+    "run",
+]
+
+
+async def examine(target: Target) -> Report:
+    """Run the checks in order and return every finding."""
+    url, url_token = normalize_url(target.url)
+    token = target.token or url_token
+    report = Report(url)
+    found = await check_reachable(report, target, url)
+    if found is None:
+        return report
+    url = report.url = found
+    if not await check_extension(report, target, url):
+        return report
+    origin_ok = await check_origin(report, target, url, token)
+    tunnel = await check_credentials(report, target, url, token, origin_ok)
+    if tunnel is None:
+        return report
+    try:
+        if await check_request(report, target, tunnel):
+            await check_kernel(report, target, tunnel)
+    finally:
+        await tunnel.close()
+    return report
+
+
+# ------------------------------------------------------------------ command line
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``doctor`` subcommand's arguments."""
+    parser.add_argument("url", help="the Jupyter server URL as it printed it (token optional)")
+    parser.add_argument("--origin", help="the origin of the page that connects")
+    parser.add_argument("--token", help="the server's token (default: ?token= of the URL)")
+    parser.add_argument("--min-version", help="the min_version the frontend asks for")
+    parser.add_argument(
+        "--no-kernel", dest="kernel", action="store_false", help="do not start a kernel"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=20.0, help="seconds per network step (default 20)"
+    )
+    parser.add_argument("--json", action="store_true", help="print the findings as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
+    """Examine the server the arguments name; print the findings; 0 if everything works."""
+    target = Target(
+        url=args.url,
+        origin=args.origin,
+        token=args.token,
+        min_version=args.min_version,
+        kernel=args.kernel,
+        timeout=args.timeout,
+    )
+    report = asyncio.run(examine(target))
+    out(render_json(report) if args.json else render_text(report))
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``doctor`` alone (``python -m jupyter_http_over_ws.doctor URL ...``)."""
+    parser = argparse.ArgumentParser(prog="jupyter http-over-ws doctor")
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
