@@ -78,7 +78,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     pages = base / "pages"
     pages.mkdir()
     (pages / "index.html").write_text(
-        "<!doctype html><meta charset=utf-8><title>test page</title><p>test page</p>\n"
+        "<!doctype html><meta charset=utf-8><link rel=icon href='data:,'>"
+        "<title>test page</title><p>test page</p>\n"
     )
     shutil.copy(services_bundle(), pages / "services.js")
     root = base / "root"

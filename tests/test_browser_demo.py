@@ -180,6 +180,14 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
         polling.click("#run")
         polling.wait_for_selector("#exec-count:has-text('ok')")
         assert polling.locator("#outputs pre").all_text_contents() == ["polled 1024\n"]
+
+        # A wrong token: the page says what failed and what to run.
+        refused = context.new_page()
+        refused.goto(re.sub(r"token=[^&]+", "token=wrong", url))
+        refused.wait_for_selector('#state[data-state="failed"]')
+        problem = refused.text_content("#problem") or ""
+        assert "token" in problem, problem
+        assert "jupyter http-over-ws doctor" in problem, problem
         context.close()
 
     # Ctrl-C stops both servers cleanly.
