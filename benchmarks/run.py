@@ -62,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default="",
         help="comma-separated scenario keys (latency, rps_1, rps_16, rps_64, "
         "head_of_line, download_0, download_1, kernel_rtt, kernel_burst, "
-        "slow_reader, upload_single, upload_chunked)",
+        "slow_reader, upload_single, upload_chunked, polling)",
     )
     parser.add_argument(
         "--out",
@@ -218,11 +218,13 @@ def all_scenarios(ctx: Any) -> list[Any]:
     import scenarios_http
     import scenarios_kernel
     import scenarios_memory
+    import scenarios_polling
 
     return (
         scenarios_http.scenarios(ctx)
         + scenarios_kernel.scenarios(ctx)
         + scenarios_memory.scenarios(ctx)
+        + scenarios_polling.scenarios(ctx)
     )
 
 
@@ -283,6 +285,7 @@ async def main_async(args: argparse.Namespace) -> int:
         ours_env=ours_env,  # type: ignore[arg-type]
     )
     variants = ["direct", "ours"] + ([] if args.no_binary else ["ours_binary"])
+    variants += ["client_ws", "client_polling"]  # the polling scenario (same client, 2 transports)
     if with_original:
         variants += ["direct_nb6", "original", "original_auth_url"]
     if not args.no_ceiling:
@@ -353,6 +356,11 @@ async def main_async(args: argparse.Namespace) -> int:
     if not args.smoke and not args.no_docs and out.resolve() == DEFAULT_OUT.resolve():
         report.update_performance_doc(results, PERFORMANCE_DOC)
     print(report.markdown_table(results))
+    import scenarios_polling
+
+    if side_by_side := scenarios_polling.side_by_side(results):
+        print("\nPolling against WebSocket (same Python client):\n" + side_by_side)
+        scenarios_polling.append_section(out / "results.md", side_by_side, results)
     for path in written:
         print(f"wrote {path}")
     return 0

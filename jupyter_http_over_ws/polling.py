@@ -289,6 +289,9 @@ class PollingSession:
                 newer.cancel()
             if turn != self._poll_turn:
                 return encode_batch(max(since, 0), [])
+            # Let what the same event-loop turn produced join this answer (a reply's
+            # head and first chunks, several small replies): fewer, fuller round trips.
+            await asyncio.sleep(0)
         first, items = self.outgoing.pending(since)
         return encode_batch(first, items, self.closed if not items else None)
 
