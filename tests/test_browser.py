@@ -158,22 +158,19 @@ def log_in(context: Any, setup: Setup) -> list[dict[str, Any]]:
     return [c for c in context.cookies() if c["domain"] == "127.0.0.1"]
 
 
-def test_plain_cross_site_fetch_is_refused_while_the_tunnel_works(
-    context: Any, setup: Setup
-) -> None:
-    log_in(context, setup)
-    page = open_page(context, setup.page)
-    result = run(
-        page,
-        setup,
-        """
-        const out = {};
-        try {
-          const r = await fetch(a.server + "api/contents", { credentials: "include" });
-          out.plain = `status ${r.status}`;
-        } catch (e) {
-          out.plain = errorText(e);
-        }
+PLAIN_VERSUS_TUNNEL = """
+        const plain = async (init) => {
+          try {
+            const r = await fetch(a.server + "api/contents", init);
+            return `status ${r.status}`;
+          } catch (e) {
+            return errorText(e);
+          }
+        };
+        const out = {
+          cookie: await plain({ credentials: "include" }),
+          token: await plain({ headers: { Authorization: `token ${a.token}` } }),
+        };
         const tunnel = await connect();
         const r = await tunnel.fetch("api/contents");
         out.status = r.status;
@@ -181,14 +178,29 @@ def test_plain_cross_site_fetch_is_refused_while_the_tunnel_works(
         out.names = (await r.json()).content.map((f) => f.name).sort();
         tunnel.close();
         return out;
-        """,
-    )
-    # The browser refuses the plain request (no credentialed CORS grant, and the login
-    # cookie is not sent cross-site anyway): script gets a network error, not a response.
-    assert result["plain"].startswith("TypeError"), result
-    assert result["status"] == 200
-    assert result["type"].startswith("application/json")
-    assert {"all-bytes.bin", "big.bin", "hello.txt"} <= set(result["names"])
+"""
+
+
+def test_plain_cross_origin_fetch_is_refused_while_the_tunnel_works(
+    context: Any, setup: Setup
+) -> None:
+    log_in(context, setup)
+    allowed = run(open_page(context, setup.page), setup, PLAIN_VERSUS_TUNNEL)
+    foreign = run(open_page(context, setup.foreign_page), setup, PLAIN_VERSUS_TUNNEL)
+    print({"allowed": allowed, "foreign": foreign})
+    for result in (allowed, foreign):
+        assert result["status"] == 200
+        assert result["type"].startswith("application/json")
+        assert {"all-bytes.bin", "big.bin", "hello.txt"} <= set(result["names"])
+        # The browser refuses a plain request relying on the login cookie (no credentialed
+        # CORS grant, and no cookie on a cross-site request): a network error, no response.
+        assert result["cookie"].startswith("TypeError"), result
+    # With the token, a plain request from an origin the server does not list is refused
+    # by the browser too (no CORS grant), while the tunnel, given the same token, works.
+    assert foreign["token"].startswith("TypeError"), foreign
+    # For a listed origin, jupyter_server grants CORS to a token-carrying request: there
+    # a plain fetch with the token works as well (the tunnel is not the only way in).
+    assert allowed["token"] == "status 200", allowed
 
 
 def test_binary_upload_and_download_are_byte_exact(context: Any, setup: Setup) -> None:
