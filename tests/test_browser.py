@@ -686,3 +686,115 @@ def test_blocked_websocket_falls_back_to_polling_and_upgrades_later(
     assert after["changes"] == ["websocket"]
     assert after["content"] == "hello from the server's disk\n"
     assert after["second"] == {"status": "ok", "texts": ["after the upgrade\n"]}
+
+
+def test_tunnel_websocket_has_the_browser_websocket_interface(context: Any, setup: Setup) -> None:
+    """Kernel channels in Jupyter's binary v1 protocol, by hand: blob and arraybuffer, close."""
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const started = await tunnel.fetch("api/kernels", { method: "POST", body: "{}" });
+        const kernel = await started.json();
+        const session = crypto.randomUUID();
+        const url = a.server.replace(/^http/, "ws") +
+          `api/kernels/${kernel.id}/channels?session_id=${session}`;
+        // Jupyter's v1 kernel WebSocket framing: offsets, then channel and message parts.
+        const encode = (channel, parts) => {
+          const chunks = [channel, ...parts].map((p) => new TextEncoder().encode(p));
+          const count = chunks.length + 1;
+          const offsets = [8 * (1 + count)];
+          for (const c of chunks) offsets.push(offsets[offsets.length - 1] + c.length);
+          const out = new Uint8Array(offsets[offsets.length - 1]);
+          const view = new DataView(out.buffer);
+          view.setBigUint64(0, BigInt(count), true);
+          offsets.forEach((o, i) => view.setBigUint64(8 * (i + 1), BigInt(o), true));
+          chunks.forEach((c, i) => out.set(c, offsets[i]));
+          return out;
+        };
+        const decode = (buffer) => {
+          const view = new DataView(buffer);
+          const count = Number(view.getBigUint64(0, true));
+          const offsets = [];
+          for (let i = 0; i < count; i++) {
+            offsets.push(Number(view.getBigUint64(8 * (i + 1), true)));
+          }
+          const part = (i) => new TextDecoder().decode(buffer.slice(offsets[i], offsets[i + 1]));
+          return { channel: part(0), header: JSON.parse(part(1)) };
+        };
+        const request = (id) => encode("shell", [
+          JSON.stringify({ msg_id: id, msg_type: "kernel_info_request", username: "t",
+                           session, date: new Date().toISOString(), version: "5.3" }),
+          "{}", "{}", "{}",
+        ]);
+
+        const ws = new tunnel.WebSocket(url, ["v1.kernel.websocket.jupyter.org"]);
+        const out = { initial: ws.readyState, binaryTypeDefault: ws.binaryType, events: [] };
+        const replies = [];
+        let wanted = null;
+        ws.addEventListener("open", () => out.events.push("open (listener)"));
+        ws.onmessage = async (event) => {
+          const raw = event.data;
+          const kind = raw instanceof Blob ? "Blob" : raw instanceof ArrayBuffer ? "ArrayBuffer"
+            : typeof raw;
+          const buffer = raw instanceof Blob ? await raw.arrayBuffer() : raw;
+          const msg = decode(buffer);
+          if (msg.header.msg_type === "kernel_info_reply") {
+            replies.push({ kind, channel: msg.channel });
+            if (wanted) wanted();
+          }
+        };
+        const nextReply = () => new Promise((resolve) => { wanted = resolve; });
+        await new Promise((resolve, reject) => {
+          ws.onopen = () => { out.events.push("open (handler)"); resolve(); };
+          ws.onerror = () => reject(new Error("the kernel socket did not open"));
+        });
+        out.open = ws.readyState;
+        out.protocol = ws.protocol;
+        out.url = ws.url === url;
+
+        let got = nextReply();
+        ws.send(request("first"));  // a Uint8Array
+        await got;
+        ws.binaryType = "arraybuffer";
+        got = nextReply();
+        ws.send(request("second").buffer);  // an ArrayBuffer
+        await got;
+        got = nextReply();
+        ws.send(new Blob([request("third")]));  // a Blob
+        await got;
+        out.replies = replies;
+
+        const closed = new Promise((resolve) => {
+          ws.onclose = (event) => resolve({ code: event.code, reason: event.reason,
+                                            wasClean: event.wasClean });
+        });
+        ws.close(4321, "done here");
+        out.closing = ws.readyState;
+        out.close = await closed;
+        out.final = ws.readyState;
+        await tunnel.fetch(`api/kernels/${kernel.id}`, { method: "DELETE" });
+        tunnel.close();
+        return out;
+        """,
+    )
+    print(result)
+    assert result["initial"] == 0
+    assert result["binaryTypeDefault"] == "blob"
+    assert result["open"] == 1
+    assert result["protocol"] == "v1.kernel.websocket.jupyter.org"
+    assert result["url"] is True
+    assert sorted(result["events"]) == ["open (handler)", "open (listener)"]
+    assert result["replies"] == [
+        {"kind": "Blob", "channel": "shell"},
+        {"kind": "ArrayBuffer", "channel": "shell"},
+        {"kind": "ArrayBuffer", "channel": "shell"},
+    ]
+    assert result["closing"] == 2
+    # The close code comes back as a direct socket's would. (Tornado echoes the code of a
+    # client's close frame but not its reason, so the reason is not checked.)
+    assert result["close"]["code"] == 4321
+    assert result["close"]["wasClean"] is True
+    assert result["final"] == 3
