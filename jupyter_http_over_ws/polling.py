@@ -228,12 +228,16 @@ class PollingSession:
         channel = PolledChannel(
             number, envelope.path, list(envelope.protocols), self._opener, self, self.log
         )
-        refusal = self._admit_channel(channel) if self._admit_channel is not None else None
-        if refusal is not None:
-            self._spawn_closed(number, *refusal)
-            return
         self.channels[number] = channel
         channel.start()
+
+    def admit(self, channel: PolledChannel) -> tuple[int, str] | None:
+        """Count an opened channel against the per-user limit, or say why it must close.
+
+        As over the WebSocket transport, this comes after the path checks and the
+        upstream's own answer, so a refused path reports its own status.
+        """
+        return self._admit_channel(channel) if self._admit_channel is not None else None
 
     def _spawn_closed(self, channel: int, code: int, reason: str) -> None:
         envelope = encode_envelope(ClosedEnvelope(channel, code, reason))

@@ -145,6 +145,10 @@ class PolledChannel:
                 code, reason = refusal.code, refusal.reason
                 return
             upstream = self._upstream
+            over_limit = self._session.admit(self)
+            if over_limit is not None:
+                code, reason = over_limit
+                return
             await self._session.post(
                 encode_envelope(OpenedEnvelope(self.number, upstream.selected_subprotocol))
             )

@@ -415,3 +415,56 @@ async def test_server_shutdown_ends_polling_sessions(raw, jp_root_dir, jp_server
     assert session.tunnel.in_flight == 0
     assert len(ext.polling_sessions) == 0
     assert (await client.recv(0)).code == 404
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        config(
+            max_sockets_per_user=2,
+            max_requests_in_flight=1,
+            allowed_paths=["/api/(status|kernels)", "/files/"],
+        )
+    ],
+)
+async def test_the_tunnels_limits_apply_to_polling_sessions(raw, hows_tunnel, jp_root_dir):
+    # hows_tunnel holds one of the two sockets allowed; this session is the second.
+    (jp_root_dir / "big.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    client = raw()
+    assert (await client.open()).code == 200
+    third = raw()
+    over = await third.open()
+    assert over.code == 429
+    assert "max_sockets_per_user" in json.loads(over.body)["message"]
+    # A proxied channel would be one more socket: refused with 4429.
+    kernel = await hows_tunnel.request("POST", "/api/kernels", body=json.dumps({"name": "python3"}))
+    path = f"/api/kernels/{kernel.json()['id']}/channels"
+    await client.send(
+        0,
+        [
+            OpenEnvelope(1, path),
+            OpenEnvelope(2, "/api/contents/x/channels"),
+            request_envelope(1, "GET", "/files/big.bin"),
+            request_envelope(2, "GET", "/api/status"),
+            request_envelope(3, "GET", "/api/contents"),
+        ],
+    )
+    statuses, closed, since = {}, {}, 0
+    while len(closed) < 2 or len(statuses) < 3:
+        batch = parse_batch((await client.recv(since)).body)
+        for number, envelope in enumerate(batch.messages, batch.seq):
+            since = number + 1
+            if isinstance(envelope, ClosedEnvelope):
+                closed[envelope.channel] = envelope.code
+            elif isinstance(envelope, TextEnvelope):
+                frame = json.loads(envelope.text)
+                if "status" in frame:
+                    statuses[frame["message_id"]] = frame["status"]
+    assert closed == {1: 4429, 2: 4403}  # the socket limit; allowed_paths
+    assert statuses == {1: 200, 2: 429, 3: 403}  # in flight; allowed_paths
+    await hows_tunnel.request("DELETE", f"/api/kernels/{kernel.json()['id']}")
+
+
+async def test_the_host_check_applies(raw, jp_http_port):
+    client = raw(Host="attacker.example")
+    assert (await client.open()).code == 403

@@ -143,6 +143,7 @@ class PollingTransport:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.closed:
             done.set_exception(ConnectionError("the polling session is closed"))
+            done.add_done_callback(lambda f: f.exception())  # not every caller waits
             return done
         self._out.append((encode_envelope(envelope), done))
         self._out_ready.set()

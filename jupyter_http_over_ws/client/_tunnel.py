@@ -249,11 +249,15 @@ class TunnelClient:
 
     async def _upgrade_loop(self) -> None:
         """Try the WebSocket from time to time; once it works, move new work there."""
+        delay = self._upgrade_interval
         while not self._closing and isinstance(self._current, PollingTransport):
-            await asyncio.sleep(self._upgrade_interval)
+            await asyncio.sleep(delay)
             try:
                 connection = await self.endpoint.open("http_over_websocket", self._upgrade_query)
-            except Exception:  # noqa: S112 - still no WebSocket: keep polling
+            except Exception:  # still no WebSocket: keep polling
+                # Back off (up to 20 intervals) so a proxy that never passes upgrades
+                # costs the server one refused upgrade now and then, not a steady stream.
+                delay = min(delay * 2, self._upgrade_interval * 20)
                 continue
             if self._closing:
                 connection.close()
