@@ -18,7 +18,13 @@ from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, vali
 
 from ._version import __version__
 from .entrance import PrivateEntrance
-from .handlers import DiagnoseHandler, ProxiedWebSocketHandler, TunnelHandler
+from .handlers import (
+    DiagnoseHandler,
+    ProxiedWebSocketHandler,
+    StaticHandler,
+    TunnelHandler,
+    static_root,
+)
 from .handlers.polling import polling_handlers
 from .polling import PollingRegistry
 from .protocol import PathPolicy
@@ -338,6 +344,8 @@ class HttpOverWebSocketApp(ExtensionApp):
                 (r"/http_over_websocket/?", TunnelHandler, options),
                 (r"/http_over_websocket/diagnose/?", DiagnoseHandler, options),
                 ("/" + PROXIED_WS_PREFIX + "(.+)", ProxiedWebSocketHandler, options),
+                # The browser client's ES modules (public, any origin; see handlers/static.py).
+                (r"/http_over_websocket/static/(.*)", StaticHandler, {"path": str(static_root())}),
             ]
         )
         if self.allow_polling:

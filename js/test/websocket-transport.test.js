@@ -1,0 +1,212 @@
+// The client against a real Jupyter server over the WebSocket transport: fetch
+// (bodies byte-exact, streaming, abort), tunnel.WebSocket on a real kernel, diagnose,
+// and connect()'s errors.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { connect, diagnose } from "../src/index.js";
+import { startServer } from "../testing/server.js";
+
+let server;
+let tunnel;
+
+before(async () => {
+  server = await startServer();
+  tunnel = await connect({ url: server.url, token: server.token, transports: ["websocket"] });
+});
+
+after(async () => {
+  tunnel?.close();
+  await server?.stop();
+});
+
+function pattern(n) {
+  const bytes = new Uint8Array(n);
+  for (let i = 0; i < n; i++) bytes[i] = (i * 2654435761) >>> 24;
+  return bytes;
+}
+
+test("connect uses the WebSocket transport with binary framing and knows the version", async () => {
+  assert.equal(tunnel.transport, "websocket");
+  assert.equal(tunnel.framing, "binary");
+  const status = await (await fetch(`${server.url}api/status`, { headers: { Authorization: `token ${server.token}` } })).json();
+  assert.ok(status);
+  const answer = await diagnose({ url: server.url });
+  assert.match(tunnel.version, /^\d+\.\d+/);
+  assert.equal(tunnel.version, answer.extension_version);
+});
+
+test("fetch returns a real Response with status, headers and JSON body", async () => {
+  const response = await tunnel.fetch("api/contents");
+  assert.ok(response instanceof Response);
+  assert.equal(response.status, 200);
+  assert.equal(response.ok, true);
+  assert.match(response.headers.get("Content-Type"), /application\/json/);
+  assert.equal(response.url, `${server.url}api/contents`);
+  const listing = await response.json();
+  assert.equal(listing.type, "directory");
+});
+
+test("fetch takes a Request and absolute URLs, and reports 404 as a response", async () => {
+  const response = await tunnel.fetch(new Request(`${server.url}api/contents/missing.txt`));
+  assert.equal(response.status, 404);
+  await response.text();
+  await assert.rejects(tunnel.fetch("http://elsewhere.invalid/api"), TypeError);
+});
+
+test("a binary file uploads through the contents API and downloads byte-exact", async () => {
+  const bytes = pattern(300_000);
+  const put = await tunnel.fetch("api/contents/blob.bin", {
+    method: "PUT",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "file", format: "base64", content: Buffer.from(bytes).toString("base64") }),
+  });
+  assert.equal(put.status, 201);
+  await put.body.cancel();
+  const download = await tunnel.fetch("files/blob.bin");
+  assert.equal(download.status, 200);
+  assert.deepEqual(new Uint8Array(await download.arrayBuffer()), bytes);
+});
+
+export async function checkBodyTypes(t) {
+  const bytes = pattern(200_003);
+  const form = new FormData();
+  form.append("field", "value é");
+  form.append("file", new Blob([bytes.subarray(0, 1000)], { type: "application/x-test" }), "a.bin");
+  const cases = [
+    ["ArrayBuffer", bytes.buffer, bytes, ""],
+    ["Uint8Array view", bytes.subarray(7, 150_000), bytes.subarray(7, 150_000), ""],
+    ["DataView", new DataView(bytes.buffer, 3, 1000), bytes.subarray(3, 1003), ""],
+    ["Blob", new Blob([bytes], { type: "application/x-blob" }), bytes, "application/x-blob"],
+    ["string", "héllo\u0000\u00ff", new TextEncoder().encode("héllo\u0000\u00ff"), "text/plain;charset=UTF-8"],
+    ["URLSearchParams", new URLSearchParams({ a: "1 2", b: "é" }), new TextEncoder().encode("a=1+2&b=%C3%A9"),
+      "application/x-www-form-urlencoded;charset=UTF-8"],
+    ["empty", new Uint8Array(0), new Uint8Array(0), ""],
+  ];
+  for (const [name, body, expected, type] of cases) {
+    const response = await t.fetch("hows-echo", { method: "PUT", body });
+    assert.equal(response.status, 200, name);
+    assert.equal(response.headers.get("X-Echo-Length"), String(expected.byteLength), name);
+    assert.equal(response.headers.get("X-Echo-Content-Type"), type, name);
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), new Uint8Array(expected), name);
+  }
+  const response = await t.fetch("hows-echo", { method: "POST", body: form });
+  const contentType = response.headers.get("X-Echo-Content-Type");
+  assert.match(contentType, /^multipart\/form-data; boundary=/);
+  const parsed = await new Response(await response.arrayBuffer(), { headers: { "Content-Type": contentType } }).formData();
+  assert.equal(parsed.get("field"), "value é");
+  assert.deepEqual(new Uint8Array(await parsed.get("file").arrayBuffer()), bytes.subarray(0, 1000));
+}
+
+test("request bodies of every fetch type arrive byte-exact (binary framing)", () => checkBodyTypes(tunnel));
+
+test("request bodies arrive byte-exact over legacy JSON framing too (body_base64)", async () => {
+  const bytes = pattern(70_001);
+  tunnel._transport.framing = "json";
+  try {
+    const response = await tunnel.fetch("hows-echo", { method: "POST", body: bytes });
+    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), bytes);
+  } finally {
+    tunnel._transport.framing = "binary";
+  }
+});
+
+test("a streaming body arrives in chunks before the download ends", async () => {
+  const bytes = pattern(2 * 1024 * 1024 + 3);
+  const put = await tunnel.fetch("api/contents/big.bin", {
+    method: "PUT",
+    body: JSON.stringify({ type: "file", format: "base64", content: Buffer.from(bytes).toString("base64") }),
+  });
+  assert.equal(put.status, 201);
+  await put.text();
+  const response = await tunnel.fetch("files/big.bin");
+  const reader = response.body.getReader();
+  const chunks = [];
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) break;
+    chunks.push(value);
+  }
+  assert.ok(chunks.length > 1, `expected several chunks, got ${chunks.length}`);
+  assert.deepEqual(new Uint8Array(await new Blob(chunks).arrayBuffer()), bytes);
+});
+
+test("abort before the reply rejects with AbortError; abort mid-body errors the stream", async () => {
+  const already = new AbortController();
+  already.abort();
+  await assert.rejects(tunnel.fetch("api/contents", { signal: already.signal }), { name: "AbortError" });
+
+  const controller = new AbortController();
+  const response = await tunnel.fetch("files/big.bin", { signal: controller.signal });
+  const reader = response.body.getReader();
+  await reader.read();
+  controller.abort();
+  await assert.rejects(
+    (async () => {
+      for (;;) if ((await reader.read()).done) break;
+    })(),
+    { name: "AbortError" },
+  );
+  // The tunnel still works, and nothing is left in flight.
+  const ok = await tunnel.fetch("api/status");
+  assert.equal(ok.status, 200);
+  await ok.text();
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(tunnel._pending.size, 0);
+});
+
+test("many concurrent requests each get their own reply", async () => {
+  const responses = await Promise.all(
+    Array.from({ length: 20 }, (_, i) => tunnel.fetch(`api/contents/nothing-${i}`)),
+  );
+  for (const r of responses) {
+    assert.equal(r.status, 404);
+    assert.match(await r.text(), new RegExp(`nothing-${responses.indexOf(r)}'`));
+  }
+});
+
+test("POST through the tunnel passes (token-authenticated, no XSRF needed) and 204 has no body", async () => {
+  const created = await tunnel.fetch("api/contents", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ type: "directory" }),
+  });
+  assert.equal(created.status, 201);
+  const { path } = await created.json();
+  const deleted = await tunnel.fetch(`api/contents/${encodeURIComponent(path)}`, { method: "DELETE" });
+  assert.equal(deleted.status, 204);
+  assert.equal(deleted.body, null);
+});
+
+test("diagnose answers through the tunnel and standalone", async () => {
+  const answer = await tunnel.diagnose();
+  assert.equal(typeof answer.extension_version, "string");
+  assert.equal(answer.is_outdated_extension, false);
+  const outdated = await diagnose({ url: server.url, minVersion: "999.0" });
+  assert.equal(outdated.is_outdated_extension, true);
+});
+
+test("connect with a minVersion newer than the server rejects with the server's reason", async () => {
+  await assert.rejects(connect({ url: server.url, token: server.token, minVersion: "999.0", transports: ["websocket"] }), (e) => {
+    assert.equal(e.kind, "version");
+    assert.match(e.message, /Requested version \(999\.0\) > Current version/);
+    return true;
+  });
+});
+
+test("a wrong token is refused with a message that says so", async () => {
+  await assert.rejects(connect({ url: server.url, token: "wrong", transports: ["websocket"] }), (e) => {
+    assert.equal(e.kind, "refused");
+    assert.match(e.message, /token is wrong or missing/);
+    assert.match(e.message, /doctor/);
+    return true;
+  });
+});
+
+test("an unreachable server is reported as such", async () => {
+  await assert.rejects(connect({ url: "http://127.0.0.1:9/", token: "x", transports: ["websocket"] }), (e) => {
+    assert.equal(e.kind, "unreachable");
+    assert.match(e.message, /not reachable/);
+    return true;
+  });
+});

@@ -1,0 +1,107 @@
+"""The browser client's modules, served at ``{base_url}http_over_websocket/static/``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from jupyter_http_over_ws.handlers.static import static_root
+
+JS_SRC = Path(__file__).resolve().parents[1] / "js" / "src"
+
+
+@pytest.fixture
+def jp_base_url():
+    """Serve under a non-root base_url, as JupyterHub does."""
+    return "/user/alice/"
+
+
+def static_url(port: int, name: str) -> str:
+    return f"http://127.0.0.1:{port}/user/alice/http_over_websocket/static/{name}"
+
+
+async def test_every_module_is_served_without_credentials_to_any_origin(
+    jp_serverapp, http_server, jp_http_port
+):
+    client = AsyncHTTPClient()
+    names = sorted(p.name for p in JS_SRC.glob("*.js"))
+    assert "index.js" in names
+    for name in names:
+        # No token, no cookie, a foreign origin: public code, importable cross-origin.
+        response = await client.fetch(
+            static_url(jp_http_port, name), headers={"Origin": "http://elsewhere.example"}
+        )
+        assert response.code == 200, name
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
+        assert response.headers["Content-Type"] == "text/javascript; charset=utf-8"
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert "Set-Cookie" not in response.headers
+        assert response.body == (JS_SRC / name).read_bytes()
+
+
+async def test_relative_imports_of_the_entry_point_resolve(jp_serverapp, http_server, jp_http_port):
+    client = AsyncHTTPClient()
+    seen: set[str] = set()
+    todo = ["index.js"]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        body = (await client.fetch(static_url(jp_http_port, name))).body.decode()
+        todo.extend(re.findall(r'from "\./([\w.-]+\.js)"', body))
+    assert {"index.js", "tunnel.js", "fetch.js", "websocket.js", "codec.js"} <= seen
+
+
+async def test_preflight_and_private_network_preflight(jp_serverapp, http_server, jp_http_port):
+    response = await AsyncHTTPClient().fetch(
+        static_url(jp_http_port, "index.js"),
+        method="OPTIONS",
+        headers={
+            "Origin": "https://page.example",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Private-Network": "true",
+        },
+    )
+    assert response.code == 204
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Allow-Private-Network"] == "true"
+
+
+async def test_nothing_outside_the_client_is_served(jp_serverapp, http_server, jp_http_port):
+    client = AsyncHTTPClient()
+    for name in ("missing.js", "../handlers/static.py", "..%2F..%2Fpyproject.toml"):
+        with pytest.raises(HTTPClientError) as info:
+            await client.fetch(static_url(jp_http_port, name))
+        assert info.value.code in (403, 404), name
+
+
+def test_an_editable_install_serves_the_repository_copy():
+    # In this checkout there is no packaged copy, so the handler falls back to js/src.
+    assert static_root() == JS_SRC
+
+
+@pytest.mark.slow
+def test_the_wheel_ships_the_client_inside_the_package(tmp_path):
+    import subprocess
+    import sys
+    import zipfile
+
+    repo = Path(__file__).resolve().parents[1]
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(repo), "--no-deps", "-q", "-w", str(tmp_path)],
+        check=True,
+        timeout=110,
+    )
+    (wheel,) = tmp_path.glob("*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {
+            name.rsplit("/", 1)[1]: archive.read(name)
+            for name in archive.namelist()
+            if name.startswith("jupyter_http_over_ws/static/")
+        }
+    expected = {p.name: p.read_bytes() for p in JS_SRC.glob("*.js")}
+    assert shipped == expected
