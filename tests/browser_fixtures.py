@@ -82,13 +82,23 @@ def jupyter_env(home: Path) -> dict[str, str]:
         IPYTHONDIR=str(home / "ipython"),
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
+        # tests/ on the path: the servers can load echo_body_extension.
+        PYTHONPATH=os.pathsep.join(
+            p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH")) if p
+        ),
     )
     return env
 
 
 @contextlib.contextmanager
 def jupyter_server(
-    home: Path, *, port: int, token: str, root_dir: Path, **origin: str
+    home: Path,
+    *,
+    port: int,
+    token: str,
+    root_dir: Path,
+    extra: tuple[str, ...] = (),
+    **origin: str,
 ) -> Iterator[subprocess.Popen[bytes]]:
     """A real Jupyter server with the extension, as a subprocess; its log in home/server.log."""
     home.mkdir(parents=True, exist_ok=True)
@@ -96,7 +106,7 @@ def jupyter_server(
         port=port,
         token=token,
         root_dir=root_dir,
-        extra=["--ServerApp.log_level=INFO"],
+        extra=["--ServerApp.log_level=INFO", *extra],
         **origin,
     )
     with open(home / "server.log", "wb") as log:

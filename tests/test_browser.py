@@ -94,7 +94,13 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     with PageServer(pages) as page, PageServer(pages) as foreign:
         pattern = rf"^http://(localhost|127\.0\.0\.1):{page.port}$"
         with jupyter_server(
-            base / "jupyter", port=port, token=token, root_dir=root, allow_origin_pat=pattern
+            base / "jupyter",
+            port=port,
+            token=token,
+            root_dir=root,
+            allow_origin_pat=pattern,
+            # A real handler that echoes request bodies (tests/echo_body_extension.py).
+            extra=("--ServerApp.jpserver_extensions=echo_body_extension=True",),
         ) as process:
             yield Setup(
                 server=f"http://127.0.0.1:{port}/",
@@ -798,3 +804,69 @@ def test_tunnel_websocket_has_the_browser_websocket_interface(context: Any, setu
     assert result["close"]["code"] == 4321
     assert result["close"]["wasClean"] is True
     assert result["final"] == 3
+
+
+def test_binary_request_bodies_arrive_byte_exact(context: Any, setup: Setup) -> None:
+    """Every body type fetch accepts for bytes, echoed by a real handler in the server."""
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const tunnel = await connect();
+        const allBytes = new Uint8Array(256 * 64).map((_, i) => i % 256);
+        // 3 MiB that is not a repeating pattern: many frames, and order matters.
+        const big = new Uint8Array(3 * 1024 * 1024);
+        let x = 12345;
+        for (let i = 0; i < big.length; i++) {
+          x = (x * 1103515245 + 12345) >>> 0;
+          big[i] = x >>> 24;
+        }
+        const digest = async (bytes) => Array.from(
+          new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)),
+          (b) => b.toString(16).padStart(2, "0"),
+        ).join("");
+        const bodies = {
+          uint8array: allBytes,
+          arraybuffer: allBytes.buffer,
+          dataview: new DataView(allBytes.buffer),
+          blob: new Blob([allBytes], { type: "application/x-test" }),
+          request: null,  // a Request carrying the bytes
+          big,
+        };
+        const out = {};
+        for (const [name, body] of Object.entries(bodies)) {
+          const expected = name === "big" ? big : allBytes;
+          const response = name === "request"
+            ? await tunnel.fetch(new Request(a.server + "test/echo-body", {
+                method: "PUT", body: allBytes, headers: { "Content-Type": "application/x-req" },
+              }))
+            : await tunnel.fetch("test/echo-body", { method: "POST", body });
+          const echoed = new Uint8Array(await response.arrayBuffer());
+          out[name] = {
+            status: response.status,
+            length: response.headers.get("x-body-length"),
+            sha: response.headers.get("x-body-sha256") === await digest(expected),
+            echoed: echoed.length === expected.length && echoed.every((b, i) => b === expected[i]),
+            type: response.headers.get("x-request-content-type"),
+          };
+        }
+        out.expectedBigSha = await digest(big);
+        tunnel.close();
+        return out;
+        """,
+    )
+    for name in ("uint8array", "arraybuffer", "dataview", "blob", "request"):
+        assert result[name]["status"] == 200, (name, result)
+        assert result[name]["length"] == str(256 * 64), (name, result)
+        assert result[name]["sha"] is True, (name, result)
+        assert result[name]["echoed"] is True, (name, result)
+    assert result["blob"]["type"] == "application/x-test"
+    assert result["request"]["type"] == "application/x-req"
+    big = result["big"]
+    assert (big["status"], big["length"], big["sha"], big["echoed"]) == (
+        200,
+        str(3 * 1024 * 1024),
+        True,
+        True,
+    )
