@@ -12,6 +12,7 @@ import asyncio
 import http.server
 import json
 import os
+import re
 import shutil
 import socket
 import ssl
@@ -22,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from nginx_helpers import Nginx
 
 from jupyter_http_over_ws import __version__, cli
 
@@ -412,9 +414,12 @@ async def test_all_good(capsys, hows_server_url, hows_token, jp_serverapp):
         "origin",
         "credentials",
         "request",
+        "polling",
         "kernel",
     ]
     assert {state for _, state in statuses(report)} == {"ok", "note"}
+    (polling,) = findings(report, "polling")
+    assert polling["message"].startswith("The polling fallback works too: GET /api/status")
     (kernel,) = findings(report, "kernel")
     assert kernel["message"].startswith("A python kernel answered kernel_info through a proxied")
     assert "v1.kernel.websocket.jupyter.org" in kernel["message"]
@@ -497,3 +502,96 @@ async def test_kernel_that_cannot_start(capsys, hows_server_url, hows_token, jp_
     assert problem["message"].startswith("Starting a kernel through the tunnel answered ")
     assert "pip install ipykernel" in problem["fix"]
     assert jp_serverapp.kernel_manager.list_kernel_ids() == []
+
+
+# ---------------------------------------------------------------- the polling fallback
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": EXTENSION, "HttpOverWebSocketApp": {"allow_polling": False}}],
+)
+async def test_polling_turned_off(capsys, hows_server_url, hows_token):
+    """A setting, not a fault: noted with what it costs, and the run still passes."""
+    status, report = await doctor_json(capsys, hows_server_url, "--token", hows_token)
+    assert status == 0, report
+    assert [check for check, state in statuses(report) if state != "skipped"][-3:] == [
+        "request",
+        "polling",
+        "kernel",
+    ]
+    (note,) = findings(report, "polling", "note")
+    assert note["message"].startswith("WebSockets work, but the polling fallback is off (")
+    assert "http_over_websocket/polling answers 404" in note["message"]
+    assert "--HttpOverWebSocketApp.allow_polling=True" in note["fix"]
+
+
+@pytest.fixture
+def old_proxy(jp_serverapp, http_server, jp_http_port, tmp_path) -> Iterator[Nginx]:
+    """A real nginx in front of the test server that drops WebSocket upgrades."""
+    proxy = Nginx(tmp_path / "nginx", jp_http_port, upgrades=False)
+    proxy.start()
+    yield proxy
+    proxy.stop()
+
+
+PROXY_SENTENCE = "so a proxy in between drops WebSocket upgrades"
+NGINX_FIX = (
+    "proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; "
+    'proxy_set_header Connection "upgrade";'
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_behind_a_proxy_that_drops_upgrades(
+    capsys, old_proxy, jp_base_url, hows_token, jp_serverapp
+):
+    """WebSocket fails through nginx, polling works: the doctor names the proxy and its fix."""
+    url = old_proxy.url(jp_base_url)
+    status, report = await doctor_json(capsys, url, "--origin", ALLOWED, "--token", hows_token)
+    assert status == 1
+    assert statuses(report) == [
+        ("reachable", "ok"),
+        ("extension", "ok"),
+        ("origin", "skipped"),
+        ("credentials", "ok"),
+        ("websocket", "problem"),
+        ("polling", "ok"),
+        ("kernel", "ok"),
+    ]
+    (websocket,) = findings(report, "websocket")
+    assert f"{url}http_over_websocket/diagnose answered HTTP 400" in websocket["message"]
+    assert PROXY_SENTENCE in websocket["message"]
+    assert "Clients with the polling transport still connect" in websocket["message"]
+    assert "forward the Upgrade and Connection headers" in websocket["fix"]
+    assert NGINX_FIX in websocket["fix"]
+    (polling,) = findings(report, "polling")
+    assert "answered 200" in polling["message"]
+    (kernel,) = findings(report, "kernel")
+    assert "over the polling transport and was shut down" in kernel["message"]
+    assert jp_serverapp.kernel_manager.list_kernel_ids() == []
+    # It all went through nginx: the upgrades it refused, the polling requests it passed.
+    log = old_proxy.access_log()
+    assert re.search(r'"GET [^"]*/http_over_websocket/diagnose[^"]*" 400 ', log), log
+    assert "/http_over_websocket/polling/" in log
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": EXTENSION, "HttpOverWebSocketApp": {"allow_polling": False}}],
+)
+async def test_behind_a_proxy_that_drops_upgrades_without_polling(
+    capsys, old_proxy, jp_base_url, hows_token
+):
+    status, report = await doctor_json(
+        capsys, old_proxy.url(jp_base_url), "--token", hows_token, "--no-kernel"
+    )
+    assert status == 1
+    assert statuses(report)[-1] == ("websocket", "problem")
+    (websocket,) = findings(report, "websocket")
+    assert PROXY_SENTENCE in websocket["message"]
+    assert websocket["message"].endswith("answers 404), so no client can connect.")
+    assert NGINX_FIX in websocket["fix"]
+    assert "--HttpOverWebSocketApp.allow_polling=True" in websocket["fix"]

@@ -8,9 +8,15 @@ check records :class:`~.findings.Finding` objects (data) in a
 :func:`~.findings.render_json` print them. A check that fails in a way that stops the
 later ones from meaning anything ends the run.
 
+After the tunnelled request, a second tunnel over the polling transport (plain HTTP
+requests) shows that clients which cannot use a WebSocket still connect. When no
+WebSocket upgrade gets through at all (a proxy that drops ``Upgrade``), the later
+checks run over polling, and a ``websocket`` finding names the proxy and its fix.
+
 The modules: :mod:`.target` (what to examine, the plain HTTP probe), :mod:`.network`
 (checks 1-2: reachable, extension), :mod:`.access` (checks 3-4: origin, credentials),
-:mod:`.tunnel` (check 5: request, kernel), :mod:`.findings` (the data and printing).
+:mod:`.tunnel` (check 5: request, kernel), :mod:`.polling` (the polling fallback),
+:mod:`.kernel_messages` (kernel_info), :mod:`.findings` (the data and printing).
 The checks use the package's own client (:mod:`jupyter_http_over_ws.client`) where it
 fits.
 """
@@ -22,8 +28,9 @@ import asyncio
 from collections.abc import Callable, Sequence
 
 from .access import check_credentials, check_origin
-from .findings import Finding, Report, Status, render_json, render_text
+from .findings import SKIPPED, Finding, Report, Status, render_json, render_text
 from .network import check_extension, check_reachable
+from .polling import check_polling, check_without_websockets, open_without_websockets
 from .target import Target, normalize_url
 from .tunnel import check_kernel, check_request
 
@@ -50,7 +57,11 @@ async def examine(target: Target) -> Report:
     if found is None:
         return report
     url = report.url = found
-    if not await check_extension(report, target, url):
+    extension = await check_extension(report, target, url)
+    if extension == "no-websocket":
+        await _examine_without_websockets(report, target, url, token)
+        return report
+    if extension == "problem":
         return report
     origin_ok = await check_origin(report, target, url, token)
     tunnel = await check_credentials(report, target, url, token, origin_ok)
@@ -58,10 +69,33 @@ async def examine(target: Target) -> Report:
         return report
     try:
         if await check_request(report, target, tunnel):
+            await check_polling(report, target, url, token)
             await check_kernel(report, target, tunnel)
     finally:
         await tunnel.close()
     return report
+
+
+async def _examine_without_websockets(
+    report: Report, target: Target, url: str, token: str | None
+) -> None:
+    """The rest of the checks when upgrades do not get through, over the polling transport."""
+    if target.origin:
+        report.add(
+            "origin",
+            SKIPPED,
+            "The origin check needs a WebSocket (the diagnose socket), so it was skipped.",
+        )
+    else:
+        await check_origin(report, target, url, token)  # says how to ask for it
+    tunnel = await open_without_websockets(report, target, url, token)
+    if tunnel is None:
+        return
+    try:
+        if await check_without_websockets(report, target, url, tunnel):
+            await check_kernel(report, target, tunnel)
+    finally:
+        await tunnel.close()
 
 
 # ------------------------------------------------------------------ command line

@@ -163,16 +163,15 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
     return True
 
 
-def _refused_credentials(token: str | None) -> tuple[str, str]:
-    """What a 403 on the tunnel upgrade means, and the fix, with or without a token."""
+def _refused_credentials(token: str | None, via: str) -> tuple[str, str]:
+    """What a 403 on ``via`` means, and the fix, with or without a token."""
     if token is None:
         return (
-            "The server requires credentials and none were given (the tunnel upgrade "
-            "answered 403).",
+            f"The server requires credentials and none were given (the {via} answered 403).",
             CREDENTIALS_FIX,
         )
     return (
-        "The server refused the token (the tunnel upgrade answered 403).",
+        f"The server refused the token (the {via} answered 403).",
         "use the token the server printed at start (`jupyter server list` shows it)",
     )
 
@@ -188,64 +187,67 @@ def _cross_site(origin: str | None, url: str) -> bool:
     return (page.scheme, page.hostname) != (server.scheme, server.hostname)
 
 
+async def open_tunnel(
+    target: Target, url: str, transports: tuple[str, ...] = ("websocket",), **credentials: Any
+) -> Any:
+    """A :class:`~jupyter_http_over_ws.client.TunnelClient` as a page on ``--origin`` opens it."""
+    from ..client import TunnelClient
+
+    return await bounded(
+        TunnelClient.connect(
+            url,
+            origin=target.browser_origin,
+            min_version=target.min_version,
+            connect_timeout=target.timeout,
+            transports=transports,
+            **credentials,
+        ),
+        target.timeout,
+    )
+
+
+def report_refusal(
+    report: Report, target: Target, url: str, token: str | None, error: Exception, via: str
+) -> None:
+    """Why the tunnel did not open (``via`` names the request that opens it)."""
+    from tornado.httpclient import HTTPClientError
+
+    if not isinstance(error, HTTPClientError):
+        report.add("credentials", PROBLEM, f"The tunnel could not be opened: {error!r}.", READ_LOG)
+    elif error.code != 403:
+        report.add(
+            "credentials", PROBLEM, f"The {via} was refused with HTTP {error.code}.", READ_LOG
+        )
+    else:
+        report.add("credentials", PROBLEM, *_refused_credentials(token, via))
+        if _cross_site(target.browser_origin, url):
+            report.add("credentials", NOTE, SAMESITE_NOTE)
+
+
+#: What a tunnel without credentials means (whatever its transport).
+NO_AUTHENTICATION = (
+    "The server accepted a tunnel without credentials: its authentication is off, so any "
+    "page it admits can run code as you."
+)
+
+
 async def check_credentials(
     report: Report, target: Target, url: str, token: str | None, origin_ok: bool | None
 ) -> Any:
     """Check 4: a tunnel opens with the token (as a header and as the Colab-era auth URL)."""
-    from tornado.httpclient import HTTPClientError
-
-    from ..client import TunnelClient
-
-    origin = target.browser_origin
-
-    async def connect(**credentials: Any) -> Any:
-        return await bounded(
-            TunnelClient.connect(
-                url,
-                origin=origin,
-                min_version=target.min_version,
-                connect_timeout=target.timeout,
-                **credentials,
-            ),
-            target.timeout,
-        )
-
     try:
-        tunnel = await connect(token=token)
-    except HTTPClientError as error:
-        if error.code != 403:
-            report.add(
-                "credentials",
-                PROBLEM,
-                f"The tunnel upgrade was refused with HTTP {error.code}.",
-                READ_LOG,
-            )
-        else:
-            report.add("credentials", PROBLEM, *_refused_credentials(token))
-            if _cross_site(origin, url):
-                report.add("credentials", NOTE, SAMESITE_NOTE)
-        return None
+        tunnel = await open_tunnel(target, url, token=token)
     except Exception as error:
-        report.add(
-            "credentials",
-            PROBLEM,
-            f"The tunnel could not be opened: {error!r}.",
-            READ_LOG,
-        )
+        report_refusal(report, target, url, token, error, "tunnel upgrade")
         return None
     if token is None:
-        report.add(
-            "credentials",
-            OK,
-            "The server accepted a tunnel without credentials: its authentication is off, so "
-            "any page it admits can run code as you.",
-        )
+        report.add("credentials", OK, NO_AUTHENTICATION)
         return tunnel
     # A browser cannot set an Authorization header on a WebSocket: pages present the token
     # in the URL, as Colab-era clients do with jupyter_http_over_ws_auth_url.
     auth_url = url + "?" + urlencode({"token": token})
     try:
-        again = await connect(auth_url=auth_url)
+        again = await open_tunnel(target, url, auth_url=auth_url)
         await again.close()
     except Exception as error:
         code = getattr(error, "code", None)

@@ -12,10 +12,17 @@ import asyncio
 import json
 import socket
 import ssl
+from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from .findings import INSTALL, NOTE, OK, PROBLEM, READ_LOG, Report
 from .target import Target, base_url_candidates, bounded, get_api
+
+#: What Tornado answers a WebSocket request whose ``Upgrade`` header did not arrive.
+UPGRADE_NOT_RECEIVED = 400
+#: What :func:`check_extension` found: the extension, a problem, or no WebSocket upgrade
+#: getting through (then the extension is known to be there, but not its version).
+Extension = Literal["loaded", "problem", "no-websocket"]
 
 
 def _unreachable(url: str, error: BaseException) -> tuple[str, str]:
@@ -147,8 +154,12 @@ async def check_reachable(report: Report, target: Target, url: str) -> str | Non
     return None
 
 
-async def check_extension(report: Report, target: Target, url: str) -> bool:
-    """Check 2: the diagnose endpoint answers, with a version that meets ``--min-version``."""
+async def check_extension(report: Report, target: Target, url: str) -> Extension:
+    """Check 2: the diagnose endpoint answers, with a version that meets ``--min-version``.
+
+    An upgrade answered with 400, not 404, reached the extension's handler without its
+    ``Upgrade`` header: the extension is there, and something in between drops upgrades.
+    """
     from tornado.httpclient import HTTPClientError
 
     from ..client import diagnose
@@ -170,6 +181,14 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
                 "(else `jupyter server extension enable jupyter_http_over_ws`), and restart "
                 "the server",
             )
+        elif error.code == UPGRADE_NOT_RECEIVED:
+            report.add(
+                "extension",
+                OK,
+                "The jupyter_http_over_ws extension is loaded (its diagnose URL answers), but "
+                "its version cannot be read without a WebSocket.",
+            )
+            return "no-websocket"
         else:
             report.add(
                 "extension",
@@ -177,7 +196,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
                 f"The extension's diagnose socket was refused with HTTP {error.code}.",
                 READ_LOG,
             )
-        return False
+        return "problem"
     except Exception as error:
         report.add(
             "extension",
@@ -185,7 +204,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
             f"The extension's diagnose socket failed: {error!r}.",
             READ_LOG,
         )
-        return False
+        return "problem"
     version = answer.extension_version
     if answer.is_outdated_extension:
         report.add(
@@ -196,7 +215,7 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
             "close at once with code 4400.",
             f"{INSTALL} and restart the server",
         )
-        return False
+        return "problem"
     if _is_original(version):
         report.add(
             "extension",
@@ -205,9 +224,9 @@ async def check_extension(report: Report, target: Target, url: str) -> bool:
             "current Tornado and jupyter_server.",
             f"{INSTALL} and restart the server",
         )
-        return False
+        return "problem"
     report.add("extension", OK, f"The jupyter_http_over_ws extension {version} is loaded.")
-    return True
+    return "loaded"
 
 
 def _is_original(version: str) -> bool:

@@ -37,32 +37,40 @@ def _closed_reason(tunnel: Any) -> tuple[str, str | None]:
     return (f"The tunnel closed (code {code}, reason {reason!r}).", None)
 
 
-async def check_request(report: Report, target: Target, tunnel: Any) -> bool:
-    """Check 5a: ``GET /api/status`` through the tunnel answers 200."""
+async def request_status(
+    report: Report, target: Target, tunnel: Any, check: str, through: str
+) -> bool:
+    """``GET /api/status`` through ``tunnel`` answers 200; if not, a problem of ``check``.
+
+    ``through`` names the tunnel in the finding ("the tunnel", "a polling-only tunnel").
+    """
     from ..client import TunnelClosedError
 
     try:
         reply = await bounded(tunnel.request("GET", "/api/status"), target.timeout)
     except TunnelClosedError:
-        message, fix = _closed_reason(tunnel)
-        report.add("request", PROBLEM, message, fix)
+        report.add(check, PROBLEM, *_closed_reason(tunnel))
         return False
     except Exception as error:
         report.add(
-            "request",
-            PROBLEM,
-            f"GET /api/status through the tunnel failed: {error!r}.",
-            READ_LOG,
+            check, PROBLEM, f"GET /api/status through {through} failed: {error!r}.", READ_LOG
         )
         return False
     if reply.status != 200:
         report.add(
-            "request",
+            check,
             PROBLEM,
-            f"GET /api/status through the tunnel answered {reply.status} {reply.reason}.",
+            f"GET /api/status through {through} answered {reply.status} {reply.reason}.",
             "if HttpOverWebSocketApp.allowed_paths is set, let it include /api/; else read "
             "the server's log",
         )
+        return False
+    return True
+
+
+async def check_request(report: Report, target: Target, tunnel: Any) -> bool:
+    """Check 5a: ``GET /api/status`` through the tunnel answers 200."""
+    if not await request_status(report, target, tunnel, "request", "the tunnel"):
         return False
     report.add(
         "request", OK, f"A tunnelled GET /api/status answered 200 ({tunnel.framing} frames)."
@@ -126,11 +134,12 @@ async def check_kernel(report: Report, target: Target, tunnel: Any) -> bool:
     finally:
         await _shutdown_kernel(tunnel, kernel_id, target.timeout)
     language = info.get("language_info", {}).get("name", "?")
+    polling = " over the polling transport" if tunnel.transport == "polling" else ""
     report.add(
         "kernel",
         OK,
-        f"A {language} kernel answered kernel_info through a proxied socket ({protocol}) and "
-        "was shut down.",
+        f"A {language} kernel answered kernel_info through a proxied socket ({protocol})"
+        f"{polling} and was shut down.",
     )
     return True
 
