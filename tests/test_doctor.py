@@ -595,3 +595,22 @@ async def test_behind_a_proxy_that_drops_upgrades_without_polling(
     assert websocket["message"].endswith("answers 404), so no client can connect.")
     assert NGINX_FIX in websocket["fix"]
     assert "--HttpOverWebSocketApp.allow_polling=True" in websocket["fix"]
+
+
+@pytest.mark.slow
+async def test_behind_a_proxy_that_drops_upgrades_without_a_token(capsys, old_proxy, jp_base_url):
+    """The credentials fail over polling; the dropped upgrade is still named."""
+    status, report = await doctor_json(capsys, old_proxy.url(jp_base_url), "--no-kernel")
+    assert status == 1
+    (problem,) = findings(report, "credentials", "problem")
+    assert problem["message"] == (
+        "The server requires credentials and none were given "
+        "(the polling session request answered 403)."
+    )
+    assert "--token <token>" in problem["fix"]
+    assert findings(report, "credentials", "note")  # the SameSite note: a token is needed
+    (websocket,) = findings(report, "websocket", "problem")
+    assert PROXY_SENTENCE in websocket["message"]
+    assert "connect once their token is accepted" in websocket["message"]
+    assert NGINX_FIX in websocket["fix"]
+    assert not findings(report, "polling")

@@ -102,6 +102,16 @@ async def open_without_websockets(
             )
         else:
             report_refusal(report, target, url, token, error, "polling session request")
+            # The upgrade's failure is known already; say it, whatever the credentials.
+            if isinstance(error, HTTPClientError) and error.code == 403:
+                outcome = (
+                    "The polling fallback answers (it refused only the credentials), so "
+                    "clients with the polling transport connect once their token is accepted; "
+                    "clients that only speak WebSocket cannot."
+                )
+            else:
+                outcome = "The polling fallback failed too (above): no client can connect."
+            report.add("websocket", PROBLEM, _dropped(url, outcome), PROXY_FIX)
         return None
     if token is None:
         report.add("credentials", OK, NO_AUTHENTICATION)
