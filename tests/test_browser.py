@@ -28,6 +28,7 @@ from typing import Any
 import pytest
 from browser_fixtures import jupyter_server, launch_browser, services_bundle
 
+from jupyter_http_over_ws import __version__
 from jupyter_http_over_ws.demo import PageServer, free_port
 
 pytestmark = pytest.mark.slow
@@ -870,3 +871,32 @@ def test_binary_request_bodies_arrive_byte_exact(context: Any, setup: Setup) -> 
         True,
         True,
     )
+
+
+def test_min_version_refusal_and_tunnel_diagnose(context: Any, setup: Setup) -> None:
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        const out = {};
+        const tunnel = await connect({ minVersion: "0.0.7" });
+        out.version = tunnel.version;
+        out.diagnose = await tunnel.diagnose();
+        tunnel.close();
+        try {
+          await connect({ minVersion: "999.0.0" });
+          out.newer = "connected";
+        } catch (e) {
+          out.newer = errorText(e);
+        }
+        return out;
+        """,
+    )
+    assert result["version"] == __version__
+    assert result["diagnose"]["extension_version"] == __version__
+    assert result["diagnose"]["is_outdated_extension"] is False
+    assert result["diagnose"]["message_id"]
+    assert result["newer"] != "connected"
+    assert "999.0.0" in result["newer"], result
+    assert __version__ in result["newer"], result
