@@ -13,6 +13,8 @@ Layout (all on loopback):
 
 The page imports the client from the server (``http_over_websocket/static/index.js``)
 and an unmodified ``@jupyterlab/services`` from npm (bundled by esbuild in ``e2e/``).
+The server also loads ``echo_body_extension`` (in this folder), a real handler that
+echoes request bodies, to check the bytes a tunnelled request delivers.
 """
 
 from __future__ import annotations
