@@ -575,6 +575,14 @@ async def test_behind_a_proxy_that_drops_upgrades(
     log = old_proxy.access_log()
     assert re.search(r'"GET [^"]*/http_over_websocket/diagnose[^"]*" 400 ', log), log
     assert "/http_over_websocket/polling/" in log
+    # What a user reads: the problem, its fix, and that polling works.
+    status, out = await doctor(capsys, url, "--token", hows_token, "--no-kernel")
+    lines = out.splitlines()
+    (problem,) = [i for i, line in enumerate(lines) if line.startswith("PROBLEM  WebSocket")]
+    assert PROXY_SENTENCE in lines[problem]
+    assert lines[problem + 1].strip().startswith("fix: let the proxy pass WebSocket upgrades")
+    assert lines[problem + 2].startswith("ok       The polling fallback works: ")
+    assert lines[-1] == "1 problem found."
 
 
 @pytest.mark.slow
