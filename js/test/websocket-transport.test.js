@@ -5,6 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { connect, diagnose } from "../src/index.js";
+import { checkBodyTypes, pattern, runOnKernel } from "../testing/checks.js";
 import { startServer } from "../testing/server.js";
 
 let server;
@@ -19,12 +20,6 @@ after(async () => {
   tunnel?.close();
   await server?.stop();
 });
-
-function pattern(n) {
-  const bytes = new Uint8Array(n);
-  for (let i = 0; i < n; i++) bytes[i] = (i * 2654435761) >>> 24;
-  return bytes;
-}
 
 test("connect uses the WebSocket transport with binary framing and knows the version", async () => {
   assert.equal(tunnel.transport, "websocket");
@@ -67,36 +62,6 @@ test("a binary file uploads through the contents API and downloads byte-exact", 
   assert.equal(download.status, 200);
   assert.deepEqual(new Uint8Array(await download.arrayBuffer()), bytes);
 });
-
-export async function checkBodyTypes(t) {
-  const bytes = pattern(200_003);
-  const form = new FormData();
-  form.append("field", "value é");
-  form.append("file", new Blob([bytes.subarray(0, 1000)], { type: "application/x-test" }), "a.bin");
-  const cases = [
-    ["ArrayBuffer", bytes.buffer, bytes, ""],
-    ["Uint8Array view", bytes.subarray(7, 150_000), bytes.subarray(7, 150_000), ""],
-    ["DataView", new DataView(bytes.buffer, 3, 1000), bytes.subarray(3, 1003), ""],
-    ["Blob", new Blob([bytes], { type: "application/x-blob" }), bytes, "application/x-blob"],
-    ["string", "héllo\u0000\u00ff", new TextEncoder().encode("héllo\u0000\u00ff"), "text/plain;charset=UTF-8"],
-    ["URLSearchParams", new URLSearchParams({ a: "1 2", b: "é" }), new TextEncoder().encode("a=1+2&b=%C3%A9"),
-      "application/x-www-form-urlencoded;charset=UTF-8"],
-    ["empty", new Uint8Array(0), new Uint8Array(0), ""],
-  ];
-  for (const [name, body, expected, type] of cases) {
-    const response = await t.fetch("hows-echo", { method: "PUT", body });
-    assert.equal(response.status, 200, name);
-    assert.equal(response.headers.get("X-Echo-Length"), String(expected.byteLength), name);
-    assert.equal(response.headers.get("X-Echo-Content-Type"), type, name);
-    assert.deepEqual(new Uint8Array(await response.arrayBuffer()), new Uint8Array(expected), name);
-  }
-  const response = await t.fetch("hows-echo", { method: "POST", body: form });
-  const contentType = response.headers.get("X-Echo-Content-Type");
-  assert.match(contentType, /^multipart\/form-data; boundary=/);
-  const parsed = await new Response(await response.arrayBuffer(), { headers: { "Content-Type": contentType } }).formData();
-  assert.equal(parsed.get("field"), "value é");
-  assert.deepEqual(new Uint8Array(await parsed.get("file").arrayBuffer()), bytes.subarray(0, 1000));
-}
 
 test("request bodies of every fetch type arrive byte-exact (binary framing)", () => checkBodyTypes(tunnel));
 
@@ -209,4 +174,35 @@ test("an unreachable server is reported as such", async () => {
     assert.match(e.message, /not reachable/);
     return true;
   });
+});
+
+test("tunnel.WebSocket runs code on a real kernel in the v1 binary protocol", async () => {
+  const { stdout } = await runOnKernel(tunnel, "print(6 * 7)");
+  assert.equal(stdout, "42\n");
+});
+
+test("tunnel.WebSocket's interface: constants, url, send before open, bad close codes", async () => {
+  const WS = tunnel.WebSocket;
+  assert.equal(WS.CONNECTING, 0);
+  assert.equal(WS.OPEN, 1);
+  assert.equal(WS.CLOSING, 2);
+  assert.equal(WS.CLOSED, 3);
+  assert.ok(new WS("api/kernels/x/channels") instanceof EventTarget);
+  const socket = new WS(`${server.url}api/kernels/nope/channels`);
+  assert.equal(socket.url, `${server.url.replace("http", "ws")}api/kernels/nope/channels`);
+  assert.equal(socket.binaryType, "blob");
+  assert.throws(() => socket.send("x"), { name: "InvalidStateError" });
+  assert.throws(() => socket.close(1001), { name: "InvalidAccessError" });
+  assert.throws(() => new WS("ws://elsewhere.invalid/api"), { name: "SyntaxError" });
+  // An unknown kernel: the socket fails to open and reports error then close.
+  const events = [];
+  await new Promise((resolve) => {
+    socket.onerror = () => events.push("error");
+    socket.onclose = (e) => {
+      events.push(`close ${e.wasClean}`);
+      resolve();
+    };
+  });
+  assert.deepEqual(events, ["error", "close false"]);
+  assert.equal(socket.readyState, WS.CLOSED);
 });

@@ -1,0 +1,145 @@
+// The client over the polling transport against a real Jupyter server: the same fetch
+// and WebSocket contract as over the WebSocket, the session's end, and the switch
+// back to the WebSocket when it becomes possible.
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+
+import { connect } from "../src/index.js";
+import { checkBodyTypes, execute, pattern, runOnKernel } from "../testing/checks.js";
+import { startServer } from "../testing/server.js";
+
+let server;
+let tunnel;
+
+before(async () => {
+  server = await startServer();
+  tunnel = await connect({ url: server.url, token: server.token, transports: ["polling"] });
+});
+
+after(async () => {
+  tunnel?.close();
+  await server?.stop();
+});
+
+test("connect over polling reports the transport and the server's version", async () => {
+  assert.equal(tunnel.transport, "polling");
+  assert.equal(tunnel.framing, "json");
+  const answer = await tunnel.diagnose();
+  assert.equal(tunnel.version, answer.extension_version);
+});
+
+test("fetch over polling: JSON, 404, byte-exact bodies of every type", async () => {
+  const listing = await tunnel.fetch("api/contents");
+  assert.equal(listing.status, 200);
+  assert.equal((await listing.json()).type, "directory");
+  const missing = await tunnel.fetch("api/contents/none");
+  assert.equal(missing.status, 404);
+  await missing.text();
+  await checkBodyTypes(tunnel);
+});
+
+test("a large download over polling streams byte-exact, and abort cancels it", async () => {
+  const bytes = pattern(3 * 1024 * 1024 + 1);
+  const put = await tunnel.fetch("api/contents/big.bin", {
+    method: "PUT",
+    body: JSON.stringify({ type: "file", format: "base64", content: Buffer.from(bytes).toString("base64") }),
+  });
+  assert.equal(put.status, 201);
+  await put.text();
+  const download = await tunnel.fetch("files/big.bin");
+  assert.deepEqual(new Uint8Array(await download.arrayBuffer()), bytes);
+
+  const controller = new AbortController();
+  const response = await tunnel.fetch("files/big.bin", { signal: controller.signal });
+  const reader = response.body.getReader();
+  await reader.read();
+  controller.abort();
+  await assert.rejects(reader.read(), { name: "AbortError" });
+  const ok = await tunnel.fetch("api/status");
+  assert.equal(ok.status, 200);
+  await ok.text();
+});
+
+test("tunnel.WebSocket over polling runs code on a real kernel (v1 binary protocol)", async () => {
+  const { stdout } = await runOnKernel(tunnel, "print('polled', 6 * 7)");
+  assert.equal(stdout, "polled 42\n");
+});
+
+test("a proxied socket to an unknown kernel fails with error then close over polling", async () => {
+  const socket = new tunnel.WebSocket("api/kernels/00000000-0000-0000-0000-000000000000/channels");
+  const events = [];
+  const event = await new Promise((resolve) => {
+    socket.onerror = () => events.push("error");
+    socket.onclose = resolve;
+  });
+  assert.deepEqual(events, ["error"]);
+  assert.equal(event.code, 4404);
+  assert.equal(socket.readyState, socket.CLOSED);
+});
+
+test("a wrong token over polling is refused in plain words", async () => {
+  await assert.rejects(connect({ url: server.url, token: "wrong", transports: ["polling"] }), (e) => {
+    assert.equal(e.kind, "refused");
+    assert.match(e.message, /token is wrong or missing/);
+    return true;
+  });
+});
+
+test("closing the tunnel ends the polling session on the server", async () => {
+  const other = await connect({ url: server.url, token: server.token, transports: ["polling"] });
+  const transport = other._transport;
+  const sessionUrl = transport._sessionUrl("/recv?since=0");
+  other.close();
+  await assert.rejects(other.fetch("api/status"), TypeError);
+  // The DELETE went out: the session is gone (404) soon after.
+  let status = 0;
+  for (let i = 0; i < 50 && status !== 404; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    status = (await fetch(sessionUrl, { headers: { Authorization: `token ${server.token}` } })).status;
+  }
+  assert.equal(status, 404);
+});
+
+test("a tunnel on polling moves to the WebSocket once an upgrade succeeds, without losing work", async () => {
+  // The first upgrade attempts are refused for real (a WebSocket implementation whose
+  // upgrades go to a closed port), then it is allowed through.
+  let allow = false;
+  class FlakyWebSocket extends WebSocket {
+    constructor(url, protocols) {
+      super(allow ? url : url.replace(/:\d+\//, ":9/"), protocols);
+    }
+  }
+  const switching = await connect({ url: server.url, token: server.token, WebSocket: FlakyWebSocket, upgradeInterval: 300 });
+  try {
+    assert.equal(switching.transport, "polling");
+    // Work in flight on polling while the switch happens: a kernel socket kept open.
+    const { socket, kernelId, session } = await runOnKernel(switching, "x = 1", { keepOpen: true });
+    const changes = [];
+    const changed = new Promise((resolve) => {
+      switching.addEventListener("transportchange", (e) => {
+        changes.push(e.detail.transport);
+        resolve();
+      });
+    });
+    allow = true;
+    await changed;
+    assert.deepEqual(changes, ["websocket"]);
+    assert.equal(switching.transport, "websocket");
+    // The socket opened on polling still works after the switch...
+    const polled = switching._retiring.size;
+    assert.equal(polled, 1, "the polling session stays while the socket is open");
+    assert.equal(await execute(socket, "print('still', x)", session), "still 1\n");
+    const { stdout } = await runOnKernel(switching, "print('after', x if 'x' in dir() else 0)");
+    assert.equal(stdout, "after 0\n"); // a new kernel, over the WebSocket
+    const closed = new Promise((resolve) => socket.addEventListener("close", resolve, { once: true }));
+    socket.close();
+    await closed;
+    // ...and once it closes, the polling session is closed too.
+    for (let i = 0; i < 50 && switching._retiring.size; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.equal(switching._retiring.size, 0);
+    const r = await switching.fetch(`api/kernels/${kernelId}`, { method: "DELETE" });
+    assert.equal(r.status, 204);
+  } finally {
+    switching.close();
+  }
+});
