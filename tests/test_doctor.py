@@ -526,13 +526,41 @@ async def test_polling_turned_off(capsys, hows_server_url, hows_token):
     assert "--HttpOverWebSocketApp.allow_polling=True" in note["fix"]
 
 
-@pytest.fixture
-def old_proxy(jp_serverapp, http_server, jp_http_port, tmp_path) -> Iterator[Nginx]:
-    """A real nginx in front of the test server that drops WebSocket upgrades."""
-    proxy = Nginx(tmp_path / "nginx", jp_http_port, upgrades=False)
+def _nginx(tmp_path: Path, upstream_port: int, *, upgrades: bool) -> Iterator[Nginx]:
+    proxy = Nginx(tmp_path / "nginx", upstream_port, upgrades=upgrades)
     proxy.start()
     yield proxy
     proxy.stop()
+
+
+@pytest.fixture
+def old_proxy(jp_serverapp, http_server, jp_http_port, tmp_path) -> Iterator[Nginx]:
+    """A real nginx in front of the test server that drops WebSocket upgrades."""
+    yield from _nginx(tmp_path, jp_http_port, upgrades=False)
+
+
+@pytest.fixture
+def good_proxy(jp_serverapp, http_server, jp_http_port, tmp_path) -> Iterator[Nginx]:
+    """The same nginx configured to pass upgrades, as nginx's documentation says."""
+    yield from _nginx(tmp_path, jp_http_port, upgrades=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("jp_server_config", [server_config(allow_origin=ALLOWED)])
+async def test_behind_a_proxy_that_passes_upgrades(capsys, good_proxy, jp_base_url, hows_token):
+    """With the fix applied, the same checks through nginx all pass, polling included."""
+    url = good_proxy.url(jp_base_url)
+    status, report = await doctor_json(capsys, url, "--origin", ALLOWED, "--token", hows_token)
+    assert status == 0, report
+    assert not findings(report, "websocket")
+    assert findings(report, "request", "ok")
+    (polling,) = findings(report, "polling", "ok")
+    assert polling["message"].startswith("The polling fallback works too: ")
+    (kernel,) = findings(report, "kernel", "ok")
+    assert "over the polling transport" not in kernel["message"]
+    log = good_proxy.access_log()
+    assert re.search(r'"GET [^"]*/http_over_websocket HTTP/1.1" 101 ', log), log
+    assert "/http_over_websocket/polling/" in log
 
 
 PROXY_SENTENCE = "so a proxy in between drops WebSocket upgrades"
