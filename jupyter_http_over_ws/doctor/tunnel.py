@@ -1,4 +1,4 @@
-"""Check 5: a tunnelled request and a proxied kernel socket work.
+"""Check 5: a tunnelled request and a proxied kernel socket work (5b, polling: polling.py).
 
 Both go through the tunnel the credentials check opened: ``GET /api/status``, then a
 kernel started with ``POST /api/kernels``, asked for ``kernel_info`` over a socket
@@ -79,7 +79,7 @@ async def check_request(report: Report, target: Target, tunnel: Any) -> bool:
 
 
 async def check_kernel(report: Report, target: Target, tunnel: Any) -> bool:
-    """Check 5b: start a kernel, talk to it through ``proxied_ws``, shut it down."""
+    """Check 5c: start a kernel, talk to it through ``proxied_ws``, shut it down."""
     if not target.kernel:
         report.add("kernel", SKIPPED, "The kernel check was skipped (--no-kernel).")
         return True
