@@ -63,6 +63,11 @@ export class PollingTransport {
         status: response.status,
       });
     }
+    if (response.status === 429) {
+      throw new TunnelError("refused", `the server refused the polling session: ${body?.message ?? "too many sessions"}`, {
+        status: 429,
+      });
+    }
     if (response.status === 404) {
       throw new TunnelError("unsupported", "the server has no polling endpoint (404)", { status: 404 });
     }
@@ -250,6 +255,12 @@ export class PollingTransport {
         this._since = number + 1;
         if (!this.closed) this._dispatch(envelope);
       });
+      if (answer.closed && typeof answer.closed === "object") {
+        // The session ended on the server (expired, closed, server stopping).
+        const { code, reason } = answer.closed;
+        this._gone(`the polling session ended (${code ?? ""} ${reason ?? ""})`.trim(), code);
+        return;
+      }
     }
   }
 
@@ -324,14 +335,14 @@ export class PollingTransport {
     return this._channels.size;
   }
 
-  _gone(reason) {
+  _gone(reason, code = 1006) {
     if (this.closed) return;
     this.closed = true;
     if (this._recvAbort) this._recvAbort.abort();
     const channels = Array.from(this._channels.values());
     this._channels.clear();
     for (const channel of channels) channel.handlers.onclose(1006, reason, false);
-    this.onClose({ code: 1006, reason });
+    this.onClose({ code: typeof code === "number" ? code : 1006, reason });
   }
 
   /** End the session: the server releases everything it holds for it. */

@@ -42,6 +42,13 @@ async function explain(failures, options) {
     );
   }
   const tried = failures.map((f) => `${f.transport}: ${f.error.message}`).join("; ");
+  const limit = failures.find((f) => f.error.status === 429 || (f.error.code >= 4000 && f.error.code < 5000));
+  if (limit) {
+    // The server took the credentials and said why it will not go on (e.g. 4429, too many sockets).
+    return new TunnelError("refused", `The server refused the tunnel: ${limit.error.reason || limit.error.message}`, {
+      failures,
+    });
+  }
   let diagnosis = null;
   let diagnoseError = null;
   if (typeof options.WebSocket === "function") {

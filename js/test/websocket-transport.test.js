@@ -206,3 +206,46 @@ test("tunnel.WebSocket's interface: constants, url, send before open, bad close 
   assert.deepEqual(events, ["error", "close false"]);
   assert.equal(socket.readyState, WS.CLOSED);
 });
+
+test("a server that sends no hello (the original's JSON framing) still works, version from diagnose", async () => {
+  // Upgrades without framing=binary: the real server then speaks the legacy JSON frames
+  // and sends no hello, exactly as a server that does not know the option.
+  class LegacyWebSocket extends WebSocket {
+    constructor(url, protocols) {
+      super(url.replace(/([?&])framing=binary&?/, "$1"), protocols);
+    }
+  }
+  const legacy = await connect({ url: server.url, token: server.token, transports: ["websocket"], WebSocket: LegacyWebSocket, helloTimeout: 300 });
+  try {
+    assert.equal(legacy.framing, "json");
+    assert.equal(legacy.version, (await diagnose({ url: server.url })).extension_version);
+    const bytes = pattern(100_000);
+    const echo = await legacy.fetch("hows-echo", { method: "POST", body: bytes });
+    assert.deepEqual(new Uint8Array(await echo.arrayBuffer()), bytes);
+  } finally {
+    legacy.close();
+  }
+});
+
+test("a dropped tunnel socket is reopened: later requests work", async () => {
+  const again = await connect({ url: server.url, token: server.token, transports: ["websocket"] });
+  try {
+    const first = again._transport;
+    first.ws.close(); // a real close of the tunnel socket, as when a network drops it
+    await new Promise((resolve) => again.addEventListener("transportchange", resolve, { once: true }));
+    assert.notEqual(again._transport, first);
+    const r = await again.fetch("api/status");
+    assert.equal(r.status, 200);
+    await r.text();
+  } finally {
+    again.close();
+  }
+});
+
+test("a request in flight when the tunnel closes rejects like a network error", async () => {
+  const doomed = await connect({ url: server.url, token: server.token, transports: ["websocket"] });
+  const pending = doomed.fetch("files/big.bin");
+  doomed.close();
+  await assert.rejects(pending, TypeError);
+  await assert.rejects(doomed.fetch("api/status"), TypeError);
+});
