@@ -44,11 +44,20 @@ class _EntranceResolver(Resolver):
         return [(socket.AF_UNIX, self._path)]
 
 
+#: The largest request head the entrance reads. A relayed upgrade carries the client's
+#: identity headers plus the relay's own (``X-Real-Ip``, ``X-Scheme``, a fresh
+#: ``Sec-WebSocket-Key``), so at Tornado's default (64 KiB) a client upgrade just under
+#: the public limit could be refused on the inner hop (a 502). Only this process
+#: writes to the entrance, so a larger allowance costs nothing.
+ENTRANCE_MAX_HEADER_SIZE = 256 * 1024
+
+
 class PrivateEntrance:
     """A Unix socket, in a directory private to this user, serving ``application``."""
 
     def __init__(self, application: Application, **server_options: Any) -> None:
         self._application = application
+        server_options.setdefault("max_header_size", ENTRANCE_MAX_HEADER_SIZE)
         self._server_options = server_options
         self._directory: str | None = None
         self._server: HTTPServer | None = None

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 
 import pytest
 from tornado.httpclient import HTTPClientError
+from wire_helpers import TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.protocol import JSON_REQUIRED
@@ -228,3 +230,117 @@ async def test_shutdown_closes_proxied_sockets(hows_tunnel, jp_serverapp):
     assert socket.close_code == 1001
     await asyncio.wait_for(hows_tunnel.wait_closed(), 10)
     assert hows_tunnel.close_code == 1001
+
+
+# ------------------------------------------------------------------- header-size abuse
+
+HEADER_ABUSE = {
+    "count": {f"X-H{i}": "v" for i in range(101)},
+    "value": {"X-Big": "a" * 70000},
+    "name": {"X-" + "n" * 70000: "x"},
+    "total": {f"X-H{i}": "b" * 800 for i in range(90)},
+}
+
+
+@pytest.mark.parametrize("framing", ["json", "binary"])
+async def test_oversized_tunnelled_headers_get_431(
+    hows_server_url, hows_token, jp_root_dir, framing
+):
+    payload = os.urandom(4 * 1024 * 1024)
+    (jp_root_dir / "big.bin").write_bytes(payload)
+    async with await TunnelClient.connect(
+        hows_server_url, token=hows_token, framing=framing
+    ) as client:
+        assert client.framing == framing
+        download = asyncio.ensure_future(client.request("GET", "/files/big.bin"))
+        replies = await asyncio.gather(
+            *(client.request("GET", "/api/status", headers=h) for h in HEADER_ABUSE.values())
+        )
+        for kind, reply in zip(HEADER_ABUSE, replies, strict=False):
+            assert reply.status == 431, (kind, reply)
+            assert "header" in reply.reason, (kind, reply)
+        # Just inside the limits is fine, and the socket and the download went on.
+        within = {f"X-H{i}": "b" * 600 for i in range(100)}
+        assert (await client.request("GET", "/api/status", headers=within)).status == 200
+        assert (await download).body == payload
+
+
+def upgrade_target(base_url, endpoint):
+    return (base_url.rstrip("/") + "/" + endpoint).encode()
+
+
+ENDPOINTS = [
+    "http_over_websocket/diagnose",
+    "http_over_websocket",
+    "http_over_websocket/proxied_ws/api/events/subscribe",
+]
+UPGRADE_ABUSE = {
+    "value": [(b"X-Big", b"a" * 70000)],
+    "count": [(b"X-H%d" % i, b"v") for i in range(8000)],
+    "name": [(b"X-" + b"n" * 70000, b"x")],
+    "cookie": [(b"Cookie", b"a=" + b"b" * 70000)],
+}
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+async def test_huge_upgrade_headers_are_refused_cleanly(
+    hows_tunnel, hows_token, jp_http_port, jp_base_url, jp_root_dir, endpoint, caplog
+):
+    payload = os.urandom(4 * 1024 * 1024)
+    (jp_root_dir / "big.bin").write_bytes(payload)
+    download = asyncio.ensure_future(hows_tunnel.request("GET", "/files/big.bin"))
+    auth = [(b"Authorization", b"token " + hows_token.encode())]
+    for kind, headers in UPGRADE_ABUSE.items():
+        upgrade = await raw_upgrade(
+            jp_http_port, upgrade_target(jp_base_url, endpoint), auth + headers
+        )
+        upgrade.close()
+        # Tornado refuses a request head over 64 KiB before any handler runs, as for
+        # every request to this server: no upgrade, no 5xx.
+        assert upgrade.status is None or 400 <= upgrade.status < 500, (kind, upgrade.head)
+    assert (await download).body == payload
+    assert (await hows_tunnel.request("GET", "/api/status")).status == 200
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_proxied_upgrades_just_under_the_header_limit_reach_upstream(
+    hows_server_url, hows_token, jp_http_port, jp_base_url, caplog
+):
+    # The relay adds its own headers upstream: whatever the server accepted from the
+    # client must not then be refused on the inner hop (it was: 502 in a ~50-byte band).
+    target = upgrade_target(jp_base_url, ENDPOINTS[2])
+    auth = [(b"Authorization", b"token " + hows_token.encode())]
+    statuses = {}
+    for pad in range(65536 - 600, 65536, 8):
+        upgrade = await raw_upgrade(jp_http_port, target, [*auth, (b"Cookie", b"a=" + b"b" * pad)])
+        upgrade.close()
+        statuses[pad] = upgrade.status
+    assert set(statuses.values()) <= {101, None}, statuses
+    assert 101 in statuses.values()
+    assert None in statuses.values()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not errors, [r.getMessage() for r in errors]
+
+
+async def test_undecodable_min_version_gets_a_clear_answer(
+    hows_server_url, hows_token, jp_http_port, jp_base_url
+):
+    auth = [(b"Authorization", b"token " + hows_token.encode())]
+    tunnel = await raw_upgrade(
+        jp_http_port, upgrade_target(jp_base_url, "http_over_websocket?min_version=%ff"), auth
+    )
+    assert tunnel.status == 101
+    # A close frame with the version code, not a dropped connection.
+    assert await tunnel.recv_close() == 4400
+    tunnel.close()
+    diagnose = await raw_upgrade(
+        jp_http_port,
+        upgrade_target(jp_base_url, "http_over_websocket/diagnose?min_version=%ff%fe"),
+    )
+    assert diagnose.status == 101
+    await diagnose.send(b"probe")
+    opcode, answer = await diagnose.recv()
+    assert opcode == TEXT
+    assert json.loads(answer)["is_outdated_extension"] is False
+    diagnose.close()

@@ -56,6 +56,16 @@ class TunnelSocketMixin:
         """The largest client message accepted, from ``HttpOverWebSocketApp.max_message_size``."""
         return int(self.extension.max_message_size)
 
+    def query_text(self, name: str) -> str | None:
+        """The last ``name`` query argument as text, never failing on bad UTF-8.
+
+        Tornado's ``get_argument`` raises ``HTTPError(400)`` for invalid UTF-8; raised
+        from ``open`` or ``on_message`` that drops the socket without a close frame.
+        Undecodable bytes become U+FFFD, which the version checks then reject cleanly.
+        """
+        values = self.request.query_arguments.get(name)
+        return values[-1].decode("utf-8", "replace").strip() if values else None
+
     def get_compression_options(self) -> dict[str, Any] | None:
         """Offer no permessage-deflate: bodies are mostly incompressible base64; CPU is dear."""
         return None

@@ -38,6 +38,6 @@ class DiagnoseHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyt
             message_id=message[:MAX_DIAGNOSE_MESSAGE],
             extension_version=__version__,
             has_authentication_cookie=self.get_cookie("_xsrf") is not None,
-            is_outdated_extension=is_outdated(self.get_argument("min_version", None), __version__),
+            is_outdated_extension=is_outdated(self.query_text("min_version"), __version__),
         )
         self.write_message(encode_diagnosis(diagnosis), binary=False)

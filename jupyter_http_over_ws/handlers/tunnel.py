@@ -43,7 +43,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         """Check the client's ``min_version`` and the user's socket count, then start."""
         super().open(*args, **kwargs)
         self.set_nodelay(True)
-        reason = check_min_version(self.get_argument("min_version", None), __version__)
+        reason = check_min_version(self.query_text("min_version"), __version__)
         if reason is not None:
             self.log.warning("http_over_websocket: closing: %s", reason)
             self.close(VERSION_CLOSE_CODE, reason)
