@@ -49,7 +49,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def render_config(prefix: Path, port: int, upstream_port: int, upgrades: bool) -> str:
+def render_config(
+    prefix: Path, port: int, upstream_port: int, upgrades: bool, read_timeout: float = 120
+) -> str:
     """nginx.conf for one instance."""
     user = "user root;" if os.geteuid() == 0 else ""
     return f"""
@@ -74,7 +76,7 @@ http {{
         location / {{
             proxy_pass http://127.0.0.1:{upstream_port};
             proxy_set_header Host $http_host;
-            proxy_read_timeout 120s;
+            proxy_read_timeout {read_timeout:g}s;
             proxy_send_timeout 120s;
 {_UPGRADE_HEADERS if upgrades else "            # an old proxy: HTTP/1.0 upstream, Upgrade dropped"}
         }}
@@ -86,13 +88,16 @@ http {{
 class Nginx:
     """One nginx instance proxying ``127.0.0.1:<port>`` to the jupyter server."""
 
-    def __init__(self, prefix: Path, upstream_port: int, *, upgrades: bool) -> None:
+    def __init__(
+        self, prefix: Path, upstream_port: int, *, upgrades: bool, read_timeout: float = 120
+    ) -> None:
         self.prefix = prefix
         self.prefix.mkdir(parents=True, exist_ok=True)
         self.upstream_port = upstream_port
         self.port = free_port()
         self.conf = prefix / "nginx.conf"
         self.upgrades = upgrades
+        self.read_timeout = read_timeout
         self.process: subprocess.Popen[bytes] | None = None
 
     def url(self, base_url: str) -> str:
@@ -101,7 +106,9 @@ class Nginx:
 
     def _write_config(self) -> None:
         self.conf.write_text(
-            render_config(self.prefix, self.port, self.upstream_port, self.upgrades)
+            render_config(
+                self.prefix, self.port, self.upstream_port, self.upgrades, self.read_timeout
+            )
         )
 
     def start(self) -> None:

@@ -16,6 +16,7 @@ from jupyter_http_over_ws.client._polling import PollingTransport
 pytestmark = pytest.mark.timeout(90)
 
 EXT = {"jupyter_http_over_ws": True}
+BOTH = ("websocket", "polling")
 
 
 def config(**app):
@@ -141,4 +142,11 @@ async def test_polling_can_be_turned_off(hows_server_url, hows_token):
     assert refused.value.code == 404
 
 
-BOTH = ("websocket", "polling")
+async def test_auth_url_credentials_work_over_polling(hows_server_url, hows_token):
+    tunnel = await TunnelClient.connect(
+        hows_server_url, auth_url=f"{hows_server_url}?token={hows_token}", transports=("polling",)
+    )
+    try:
+        assert (await tunnel.request("GET", "/api/contents")).status == 200
+    finally:
+        await tunnel.close()

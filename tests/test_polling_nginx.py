@@ -13,7 +13,7 @@ from kernel_helpers import V1, KernelSocket, by_type, stdout_text
 from nginx_helpers import Nginx
 from tornado import httpclient
 
-from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.client import TunnelClient, TunnelClosedError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -25,8 +25,13 @@ def nginx(jp_serverapp, http_server, jp_http_port, tmp_path):
     """Start nginx in front of the test server: ``nginx(upgrades=...)`` returns it."""
     started: list[Nginx] = []
 
-    def start(*, upgrades: bool) -> Nginx:
-        proxy = Nginx(tmp_path / f"nginx{len(started)}", jp_http_port, upgrades=upgrades)
+    def start(*, upgrades: bool, read_timeout: float = 120) -> Nginx:
+        proxy = Nginx(
+            tmp_path / f"nginx{len(started)}",
+            jp_http_port,
+            upgrades=upgrades,
+            read_timeout=read_timeout,
+        )
         proxy.start()
         started.append(proxy)
         return proxy
@@ -138,3 +143,53 @@ async def test_upgrade_back_to_websocket_loses_nothing(
         assert len(ext.polling_sessions) == 0
     finally:
         await tunnel.close()
+
+
+EXT = {"jupyter_http_over_ws": True}
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": EXT}, "HttpOverWebSocketApp": {"poll_timeout": 3}}],
+)
+async def test_a_proxy_cutting_long_polls_loses_nothing(
+    nginx, jp_base_url, hows_token, jp_root_dir
+):
+    # nginx gives up on a silent upstream after 1 s (504) while the server would hold a
+    # poll for 3 s: every idle poll is cut on the way, and the client simply polls again.
+    proxy = nginx(upgrades=False, read_timeout=1)
+    payload = os.urandom(2 * 1024 * 1024)
+    (jp_root_dir / "x.bin").write_bytes(payload)
+    tunnel = await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token, transports=BOTH)
+    try:
+        assert tunnel.transport == "polling"
+        await asyncio.sleep(2.5)
+        assert " 504 " in proxy.access_log()
+        assert (await tunnel.request("GET", "/files/x.bin")).body == payload
+    finally:
+        await tunnel.close()
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": EXT},
+            "HttpOverWebSocketApp": {"poll_timeout": 0.3, "polling_idle_timeout": 0.5},
+        }
+    ],
+)
+async def test_losing_the_proxy_ends_the_session_on_both_sides(
+    nginx, jp_base_url, hows_token, jp_serverapp
+):
+    proxy = nginx(upgrades=False)
+    tunnel = await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token, transports=BOTH)
+    ext = next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))
+    assert len(ext.polling_sessions) == 1
+    proxy.stop()  # the network path is gone
+    await asyncio.wait_for(tunnel.wait_closed(), 10)
+    assert tunnel.close_code == 1006
+    with pytest.raises(TunnelClosedError):
+        await tunnel.request("GET", "/api/status")
+    assert len(ext.polling_sessions) == 0  # expired on the server meanwhile
+    await tunnel.close()

@@ -65,6 +65,10 @@ class PollingTransport:
         self.session_id = str(session["session_id"])
         self.extension_version = str(session.get("extension_version", ""))
         self.poll_timeout = float(session.get("poll_timeout", 25))
+        #: After this long without reaching the server, the session is given up: the
+        #: server has expired it by then (its ``idle_timeout``).
+        self.give_up_after = float(session.get("idle_timeout") or 60) + self.poll_timeout
+        self._unreachable_since: float | None = None
         self._on_message = on_message
         self._on_closed = on_closed
         # client -> server: envelopes numbered from 0, kept until acknowledged
@@ -185,6 +189,7 @@ class PollingTransport:
                 response = None
             if response is not None and response.code in (200, 409):
                 failures = 0
+                self._unreachable_since = None
                 self._acknowledged(int(json.loads(response.body)["ack"]))
                 continue
             if response is not None and response.code in (403, 404):
@@ -194,8 +199,20 @@ class PollingTransport:
                 # The server refuses the batch itself: nothing to retry.
                 self._end(4000 + response.code, response.body.decode("utf-8", "replace"))
                 return
-            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+            if not await self._retry_later(failures):
+                return
             failures += 1
+
+    async def _retry_later(self, failures: int) -> bool:
+        """Wait before trying again; ``False`` (session ended) once it is hopeless."""
+        loop = asyncio.get_running_loop()
+        if self._unreachable_since is None:
+            self._unreachable_since = loop.time()
+        elif loop.time() - self._unreachable_since > self.give_up_after:
+            self._end(1006, "the server could not be reached")
+            return False
+        await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+        return not self.closed
 
     # ------------------------------------------------------------ receiving
 
@@ -229,6 +246,7 @@ class PollingTransport:
                 response = None
             if response is not None and response.code == 200:
                 failures = 0
+                self._unreachable_since = None
                 self.polls_answered += 1
                 self._take(response.body)
                 continue
@@ -237,7 +255,8 @@ class PollingTransport:
                 return
             if self.closed:
                 return
-            await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
+            if not await self._retry_later(failures):
+                return
             failures += 1
 
     def _take(self, body: bytes) -> None:

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import itertools
 import json
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
@@ -204,6 +206,11 @@ class TunnelClient:
                     raise
             else:
                 return cls(endpoint, connection, **options)
+        if auth_url and not token:
+            # Polling requests are plain API requests: the auth URL's token travels as
+            # the Authorization header (the server would read it from the query too).
+            token = parse_qs(urlsplit(auth_url).query).get("token", [None])[-1]
+            endpoint = dataclasses.replace(endpoint, token=token)
         transport = await PollingTransport.open(
             endpoint, _unbound, _unbound, min_version=min_version
         )
