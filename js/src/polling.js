@@ -354,7 +354,6 @@ export class PollingTransport {
     if (this._recvAbort) this._recvAbort.abort();
     if (this.sessionId) {
       const init = this._init("DELETE");
-      init.keepalive = true;
       this.fetch(this._sessionUrl(), init).catch(() => {});
     }
     for (const channel of channels) channel.handlers.onclose(1006, "the tunnel was closed", false);

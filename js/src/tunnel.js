@@ -125,6 +125,7 @@ export class Tunnel extends EventTarget {
     this._retiring = new Set();
     this._upgradeTimer = null;
     this._upgrading = false;
+    this._upgradeFailures = 0;
     this.fetch = makeFetch(this);
     this.WebSocket = makeWebSocketClass(this);
     this._use(transport);
@@ -168,7 +169,10 @@ export class Tunnel extends EventTarget {
     const { transports, upgradeInterval } = this._options;
     if (this._closed || !this._transport || this._transport.name !== "polling") return;
     if (!transports.includes("websocket") || !(upgradeInterval > 0)) return;
-    this._upgradeTimer = setTimeout(() => this._tryUpgrade(), upgradeInterval);
+    // Back off while upgrades keep failing (up to 8 intervals), so a network that never
+    // passes WebSockets costs one failed upgrade every few minutes at most.
+    const delay = upgradeInterval * Math.min(8, 2 ** this._upgradeFailures);
+    this._upgradeTimer = setTimeout(() => this._tryUpgrade(), delay);
   }
 
   async _tryUpgrade() {
@@ -180,8 +184,10 @@ export class Tunnel extends EventTarget {
         transport.close();
         return;
       }
+      this._upgradeFailures = 0;
       this._use(transport);
     } catch {
+      this._upgradeFailures += 1;
       this._scheduleUpgrade();
     } finally {
       this._upgrading = false;
