@@ -11,6 +11,7 @@ import uuid
 
 import pytest
 from jupyter_server.auth import IdentityProvider, User
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from kernel_helpers import V1, decode, encode, make_msg
 from polling_helpers import RawPolling, request_envelope
 
@@ -318,7 +319,8 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     kernel_id = kernel.json()["id"]
     client = raw()
     await client.open()
-    path = f"/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
+    kernel_session = uuid.uuid4().hex
+    path = f"/api/kernels/{kernel_id}/channels?session_id={kernel_session}"
     await client.send(
         0, [OpenEnvelope(1, path, (V1,)), request_envelope(7, "GET", "/files/big.bin")]
     )
@@ -333,6 +335,8 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     upstream = channel.upstream
     assert upstream is not None
     assert session.tunnel.in_flight == 1  # the download, stuck on the full buffer
+    open_sessions = ZMQChannelsWebsocketConnection._open_sessions
+    assert f"{kernel_id}:{kernel_session}" in open_sessions  # the kernel's own handler
     assert session in ext.sockets
     assert channel in ext.sockets
     # The client stops polling: after the idle timeout everything is released.
@@ -347,6 +351,11 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     assert protocol is None or protocol.client_terminated or protocol.server_terminated
     assert session not in ext.sockets
     assert channel not in ext.sockets
+    for _ in range(100):  # the server's kernel handler sees its client leave
+        if f"{kernel_id}:{kernel_session}" not in open_sessions:
+            break
+        await asyncio.sleep(0.05)
+    assert f"{kernel_id}:{kernel_session}" not in open_sessions
     assert len(ext.polling_sessions) == 0
     assert (await client.recv(0)).code == 404
     await hows_tunnel.request("DELETE", f"/api/kernels/{kernel_id}")
