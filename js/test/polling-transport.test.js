@@ -143,3 +143,61 @@ test("a tunnel on polling moves to the WebSocket once an upgrade succeeds, witho
     switching.close();
   }
 });
+
+test("lost and repeated polling answers: every message is delivered once, in order", async () => {
+  // A network that loses answers: the request reaches the real server, but the client
+  // never sees the answer (every third send and every third recv with data), so the
+  // client must repeat them, and the server's numbering must drop the duplicates.
+  let sends = 0;
+  let recvs = 0;
+  let lostSends = 0;
+  let lostRecvs = 0;
+  const lossy = async (url, init) => {
+    const response = await fetch(url, init);
+    if (url.includes("/send") && ++sends % 3 === 0) {
+      lostSends++;
+      throw new TypeError("answer lost");
+    }
+    if (url.includes("/recv")) {
+      const body = await response.clone().json().catch(() => null);
+      if (body && body.messages?.length && ++recvs % 3 === 0) {
+        lostRecvs++;
+        throw new TypeError("answer lost");
+      }
+    }
+    return response;
+  };
+  const flaky = await connect({ url: server.url, token: server.token, transports: ["polling"], fetch: lossy });
+  try {
+    const transport = flaky._transport;
+    const frames = [];
+    const deliver = transport.onTunnelMessage;
+    transport.onTunnelMessage = (frame) => {
+      frames.push(JSON.parse(frame));
+      deliver(frame);
+    };
+    const bodies = Array.from({ length: 24 }, (_, i) => pattern(1000 + i * 37).map((b) => b ^ i));
+    for (let round = 0; round < 3; round++) {
+      const batch = bodies.slice(round * 8, round * 8 + 8);
+      const replies = await Promise.all(batch.map((body) => flaky.fetch("hows-echo", { method: "POST", body })));
+      for (let i = 0; i < batch.length; i++) {
+        assert.deepEqual(new Uint8Array(await replies[i].arrayBuffer()), batch[i]);
+      }
+    }
+    assert.ok(lostSends > 0 && lostRecvs > 0, `lost ${lostSends} sends and ${lostRecvs} recvs`);
+    // Each request's reply ended exactly once, and its first frame came first.
+    const done = new Map();
+    const first = new Map();
+    for (const f of frames) {
+      if (!first.has(f.message_id)) first.set(f.message_id, f);
+      if (f.done) done.set(f.message_id, (done.get(f.message_id) || 0) + 1);
+    }
+    assert.equal(done.size, 24);
+    for (const [id, count] of done) {
+      assert.equal(count, 1, `message ${id} ended ${count} times`);
+      assert.equal(first.get(id).status, 200);
+    }
+  } finally {
+    flaky.close();
+  }
+});
