@@ -86,6 +86,7 @@ def test_an_editable_install_serves_the_repository_copy():
 
 @pytest.mark.slow
 def test_the_wheel_ships_the_client_inside_the_package(tmp_path):
+    import os
     import subprocess
     import sys
     import zipfile
@@ -105,3 +106,31 @@ def test_the_wheel_ships_the_client_inside_the_package(tmp_path):
         }
     expected = {p.name: p.read_bytes() for p in JS_SRC.glob("*.js")}
     assert shipped == expected
+
+    # Installed from the wheel, the handler serves the packaged copy.
+    target = tmp_path / "site"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        check=True,
+        timeout=60,
+    )
+    probe = "from jupyter_http_over_ws.handlers.static import static_root; print(static_root())"
+    root = subprocess.run(
+        [sys.executable, "-c", probe],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(target)},
+    ).stdout.strip()
+    assert Path(root) == target / "jupyter_http_over_ws" / "static"
