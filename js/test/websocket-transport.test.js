@@ -249,3 +249,42 @@ test("a request in flight when the tunnel closes rejects like a network error", 
   await assert.rejects(pending, TypeError);
   await assert.rejects(doomed.fetch("api/status"), TypeError);
 });
+
+test("abort sends the protocol's cancel for that request, and the server ends it", async () => {
+  const sent = [];
+  class RecordingWebSocket extends WebSocket {
+    send(data) {
+      if (typeof data === "string") sent.push(JSON.parse(data));
+      super.send(data);
+    }
+  }
+  const recording = await connect({ url: server.url, token: server.token, transports: ["websocket"], WebSocket: RecordingWebSocket });
+  try {
+    const frames = [];
+    const transport = recording._transport;
+    const deliver = transport.onTunnelMessage;
+    transport.onTunnelMessage = (frame) => {
+      frames.push(frame);
+      deliver(frame);
+    };
+    const controller = new AbortController();
+    const response = await recording.fetch("files/big.bin", { signal: controller.signal });
+    const reader = response.body.getReader();
+    await reader.read();
+    controller.abort();
+    await assert.rejects(reader.read(), { name: "AbortError" });
+    const cancel = sent.find((m) => m.cancel === true);
+    assert.ok(cancel, "a cancel message went out");
+    assert.deepEqual(Object.keys(cancel).sort(), ["cancel", "message_id"]);
+    // The server ends the cancelled request with exactly one final frame.
+    const { parseReply } = await import("../src/codec.js");
+    for (let i = 0; i < 50; i++) {
+      if (frames.map(parseReply).some((f) => f.messageId === cancel.message_id && f.done)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const mine = frames.map(parseReply).filter((f) => f.messageId === cancel.message_id);
+    assert.equal(mine.filter((f) => f.done).length, 1);
+  } finally {
+    recording.close();
+  }
+});
