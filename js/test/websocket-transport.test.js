@@ -267,8 +267,15 @@ test("abort sends the protocol's cancel for that request, and the server ends it
       frames.push(frame);
       deliver(frame);
     };
+    const put = await recording.fetch("api/contents/cancel.bin", {
+      method: "PUT",
+      body: JSON.stringify({ type: "file", format: "base64", content: Buffer.from(pattern(4 << 20)).toString("base64") }),
+    });
+    assert.equal(put.status, 201);
+    await put.text();
     const controller = new AbortController();
-    const response = await recording.fetch("files/big.bin", { signal: controller.signal });
+    const response = await recording.fetch("files/cancel.bin", { signal: controller.signal });
+    assert.equal(response.status, 200);
     const reader = response.body.getReader();
     await reader.read();
     controller.abort();
