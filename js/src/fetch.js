@@ -27,14 +27,15 @@ function makeHeaders(raw) {
   return headers;
 }
 
-function makeResponse(body, head, url, redirected) {
+function makeResponse(body, head, url, redirected, method) {
   const init = { status: head.status, statusText: head.statusText, headers: makeHeaders(head.headers) };
+  const content = NULL_BODY.has(head.status) || method === "HEAD" ? null : body;
   let response;
   try {
-    response = new Response(NULL_BODY.has(head.status) ? null : body, init);
+    response = new Response(content, init);
   } catch {
-    init.statusText = "";
-    response = new Response(NULL_BODY.has(head.status) ? null : body, init);
+    init.statusText = ""; // a reason phrase the platform refuses
+    response = new Response(content, init);
   }
   Object.defineProperty(response, "url", { value: url, enumerable: true });
   if (redirected) Object.defineProperty(response, "redirected", { value: true, enumerable: true });
@@ -85,7 +86,7 @@ function send(tunnel, { method, path, headers, body, signal, url, redirected }) 
       head(head) {
         if (settled) return;
         settled = true;
-        resolve({ head, response: makeResponse(stream, head, url, redirected) });
+        resolve({ head, response: makeResponse(stream, head, url, redirected, method) });
       },
       data(bytes) {
         if (finished) return;

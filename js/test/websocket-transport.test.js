@@ -141,6 +141,10 @@ test("POST through the tunnel passes (token-authenticated, no XSRF needed) and 2
   const deleted = await tunnel.fetch(`api/contents/${encodeURIComponent(path)}`, { method: "DELETE" });
   assert.equal(deleted.status, 204);
   assert.equal(deleted.body, null);
+  const head = await tunnel.fetch("files/blob.bin", { method: "HEAD" });
+  assert.equal(head.status, 200);
+  assert.equal(head.body, null);
+  assert.equal(head.headers.get("Content-Length"), "300000");
 });
 
 test("diagnose answers through the tunnel and standalone", async () => {
