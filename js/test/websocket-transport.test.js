@@ -299,3 +299,22 @@ test("abort sends the protocol's cancel for that request, and the server ends it
     recording.close();
   }
 });
+
+test("redirects under the server are followed, or returned with redirect: manual", async () => {
+  const body = pattern(1000);
+  const manual = await tunnel.fetch("hows-redirect?status=307", { method: "POST", body, redirect: "manual" });
+  assert.equal(manual.status, 307);
+  assert.equal(new URL(manual.headers.get("Location"), server.url).href, `${server.url}hows-echo`);
+  await manual.text();
+  // 307 keeps the method and the body; 303 (and 302 after a POST) becomes a GET.
+  const kept = await tunnel.fetch("hows-redirect?status=307", { method: "POST", body });
+  assert.equal(kept.redirected, true);
+  assert.equal(kept.url, `${server.url}hows-echo`);
+  assert.equal(kept.headers.get("X-Echo-Method"), "POST");
+  assert.deepEqual(new Uint8Array(await kept.arrayBuffer()), body);
+  const seeOther = await tunnel.fetch("hows-redirect?status=303", { method: "POST", body });
+  assert.equal(seeOther.headers.get("X-Echo-Method"), "GET");
+  assert.equal(seeOther.headers.get("X-Echo-Length"), "0");
+  await seeOther.text();
+  await assert.rejects(tunnel.fetch("hows-redirect", { redirect: "error" }), TypeError);
+});

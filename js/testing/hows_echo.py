@@ -2,8 +2,8 @@
 
 ``/hows-echo`` answers any method with the exact bytes it received, and with the
 request's method, content type and body digest in headers, so a test can check that a
-body of any fetch type travelled byte-exact through the tunnel. Authenticated like
-every other API handler. Loaded by js/testing/server.js only.
+body of any fetch type travelled byte-exact through the tunnel; ``/hows-redirect``
+redirects there. Authenticated like every other API handler. Loaded by js/testing/server.js only.
 """
 
 from __future__ import annotations
@@ -34,10 +34,27 @@ class EchoHandler(APIHandler):
     get = post = put = patch = delete = _echo
 
 
+class RedirectHandler(APIHandler):
+    """Redirect to ``/hows-echo`` with the status in ``?status=`` (default 302)."""
+
+    def check_xsrf_cookie(self) -> None:
+        """As for the echo."""
+
+    @web.authenticated
+    def _redirect(self) -> None:
+        status = int(self.get_argument("status", "302"))
+        self.redirect(self.base_url.rstrip("/") + "/hows-echo", status=status)
+
+    get = post = put = _redirect
+
+
 def _jupyter_server_extension_points() -> list[dict[str, Any]]:
     return [{"module": "hows_echo"}]
 
 
 def _load_jupyter_server_extension(serverapp: Any) -> None:
     base = serverapp.web_app.settings["base_url"].rstrip("/")
-    serverapp.web_app.add_handlers(".*$", [(base + "/hows-echo", EchoHandler)])
+    serverapp.web_app.add_handlers(
+        ".*$",
+        [(base + "/hows-echo", EchoHandler), (base + "/hows-redirect", RedirectHandler)],
+    )
