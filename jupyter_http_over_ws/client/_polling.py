@@ -35,6 +35,7 @@ from ..polling_wire import (
     parse_batch,
 )
 from ._connect import Endpoint
+from ._http import HttpResponse, KeepAliveClient
 
 #: The most bytes of envelopes one ``send`` carries (more wait for the next one).
 MAX_SEND_BATCH = 8 * 1024 * 1024
@@ -55,7 +56,7 @@ class PollingTransport:
     def __init__(
         self,
         endpoint: Endpoint,
-        http: httpclient.AsyncHTTPClient,
+        http: KeepAliveClient,
         session: dict[str, Any],
         on_message: OnMessage,
         on_closed: OnClosed,
@@ -82,7 +83,7 @@ class PollingTransport:
         self.close_code: int | None = None
         self.close_reason: str | None = None
         self._closed = asyncio.Event()
-        self._poll_task: asyncio.Future[httpclient.HTTPResponse] | None = None
+        self._poll_task: asyncio.Future[HttpResponse] | None = None
         self._poller = asyncio.ensure_future(self._poll_loop())
         self._sender = asyncio.ensure_future(self._send_loop())
         #: How many ``recv`` answers were thrown away by :meth:`drop_next_poll` (tests).
@@ -101,21 +102,24 @@ class PollingTransport:
         min_version: str | None = None,
     ) -> PollingTransport:
         """Open a session; raises ``HTTPClientError`` when the server refuses it."""
-        http = httpclient.AsyncHTTPClient(force_instance=True, max_clients=4)
+        http = KeepAliveClient()
         query = {"min_version": min_version} if min_version else None
         try:
             response = await http.fetch(
                 endpoint.http_url("http_over_websocket/polling", query),
-                method="POST",
-                body=b"{}",
-                headers=endpoint.request_headers(json_body=True),
+                "POST",
+                b"{}",
+                endpoint.request_headers(json_body=True),
+                timeout=endpoint.connect_timeout,
                 connect_timeout=endpoint.connect_timeout,
-                request_timeout=endpoint.connect_timeout,
             )
+            if response.code != 200:
+                raise httpclient.HTTPClientError(response.code, _message(response), None)
+            session = json.loads(response.body)
         except BaseException:
             http.close()
             raise
-        return cls(endpoint, http, json.loads(response.body), on_message, on_closed)
+        return cls(endpoint, http, session, on_message, on_closed)
 
     # ------------------------------------------------------------ state
 
@@ -176,14 +180,13 @@ class PollingTransport:
                 size += len(encoded)
             body = encode_batch(self._out_first, batch)
             try:
-                response = await self._http.fetch(
+                response: HttpResponse | None = await self._http.fetch(
                     self._url("send"),
-                    method="POST",
-                    body=body,
-                    headers=self.endpoint.request_headers(json_body=True),
-                    raise_error=False,
+                    "POST",
+                    body,
+                    self.endpoint.request_headers(json_body=True),
+                    timeout=max(self.endpoint.connect_timeout, 300.0),
                     connect_timeout=self.endpoint.connect_timeout,
-                    request_timeout=max(self.endpoint.connect_timeout, 300.0),
                 )
             except Exception:
                 response = None
@@ -228,10 +231,11 @@ class PollingTransport:
             self._poll_task = poll = asyncio.ensure_future(
                 self._http.fetch(
                     self._url("recv", {"since": str(self._since)}),
-                    headers=self.endpoint.request_headers(),
-                    raise_error=False,
+                    "GET",
+                    None,
+                    self.endpoint.request_headers(),
+                    timeout=self.poll_timeout + self.endpoint.connect_timeout,
                     connect_timeout=self.endpoint.connect_timeout,
-                    request_timeout=self.poll_timeout + self.endpoint.connect_timeout,
                 )
             )
             try:
@@ -325,17 +329,25 @@ class PollingTransport:
             with contextlib.suppress(Exception):
                 await self._http.fetch(
                     self.endpoint.http_url(f"http_over_websocket/polling/{self.session_id}"),
-                    method="DELETE",
-                    headers=self.endpoint.request_headers(),
-                    raise_error=False,
+                    "DELETE",
+                    None,
+                    self.endpoint.request_headers(),
+                    timeout=self.endpoint.connect_timeout,
                     connect_timeout=self.endpoint.connect_timeout,
-                    request_timeout=self.endpoint.connect_timeout,
                 )
         self._end(1000, "closed by the client")
         for task in (self._poller, self._sender):
             task.cancel()
         await asyncio.gather(self._poller, self._sender, return_exceptions=True)
         self._http.close()
+
+
+def _message(response: HttpResponse) -> str:
+    """The server's explanation of a refusal (jupyter_server's JSON ``message``)."""
+    try:
+        return str(json.loads(response.body)["message"])
+    except (ValueError, KeyError, TypeError):
+        return response.reason
 
 
 class PolledWebSocket:
