@@ -253,7 +253,6 @@ async function main() {
       ...(transports.length ? { transports } : {}),
     });
   } catch (e) {
-    setState("failed", "refused");
     let text = String(e.message || e);
     try {
       const answer = await client.diagnose({ url: server });
@@ -263,6 +262,7 @@ async function main() {
     }
     text += `\n\nRun: jupyter http-over-ws doctor ${server} --origin ${location.origin}`;
     showProblem(text);
+    setState("failed", "refused");  // last: the state says the explanation is there
     return;
   }
   window.demoTunnel = tunnel; // for the curious, in the devtools console
