@@ -233,6 +233,7 @@ def rebuild(args: argparse.Namespace) -> int:
     bench_env.ensure_client_packages(need_plot=not args.no_plot)
     import harness
     import report
+    import scenarios_polling
 
     results = json.loads(args.from_json.read_text())
     sizes = harness.Sizes(
@@ -241,12 +242,16 @@ def rebuild(args: argparse.Namespace) -> int:
     ctx = harness.Context(sizes=sizes, root_dir=bench_env.WORK_DIR / "root")
     chosen = [s for s in all_scenarios(ctx) if s.key in results["scenarios"]]
     report.summarize(results, chosen)
+    scenarios_polling.take_metrics(results)  # its own side-by-side table, not the main one
     out = args.out or args.from_json.parent
     for path in report.write_all(results, out, plot=not args.no_plot):
         print(f"wrote {path}")
     if not args.no_docs and out.resolve() == DEFAULT_OUT.resolve():
         report.update_performance_doc(results, PERFORMANCE_DOC)
     print(report.markdown_table(results))
+    if side_by_side := scenarios_polling.side_by_side(results):
+        print("\nPolling against WebSocket (same Python client):\n" + side_by_side)
+        scenarios_polling.append_section(out / "results.md", side_by_side, results)
     return 0
 
 
@@ -257,6 +262,7 @@ async def main_async(args: argparse.Namespace) -> int:
     import report
     import scenarios_kernel
     import scenarios_memory
+    import scenarios_polling
     from servers import CeilingServer, OriginalServer
 
     clients.QUICK_ACK = not args.no_quickack
@@ -352,12 +358,11 @@ async def main_async(args: argparse.Namespace) -> int:
 
     out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
     report.summarize(results, chosen)
+    scenarios_polling.take_metrics(results)  # its own side-by-side table, not the main one
     written = report.write_all(results, out, plot=not args.no_plot)
     if not args.smoke and not args.no_docs and out.resolve() == DEFAULT_OUT.resolve():
         report.update_performance_doc(results, PERFORMANCE_DOC)
     print(report.markdown_table(results))
-    import scenarios_polling
-
     if side_by_side := scenarios_polling.side_by_side(results):
         print("\nPolling against WebSocket (same Python client):\n" + side_by_side)
         scenarios_polling.append_section(out / "results.md", side_by_side, results)

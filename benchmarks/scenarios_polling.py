@@ -176,9 +176,23 @@ def scenarios(ctx: Context) -> list[Scenario]:
     ]
 
 
+def take_metrics(results: dict[str, Any]) -> None:
+    """Move this scenario's figures to ``results["transport_metrics"]``.
+
+    They compare two transports of ours, not ours against direct HTTP, so they get
+    their own table (:func:`side_by_side`) instead of empty columns in the main one.
+    """
+    metrics = results.get("metrics", {})
+    moved = {k: v for k, v in metrics.items() if v.get("scenario") == "polling"}
+    for key in moved:
+        del metrics[key]
+    if moved:
+        results["transport_metrics"] = moved
+
+
 def side_by_side(results: dict[str, Any]) -> str:
     """A Markdown table of the ``polling`` scenario: WebSocket, polling, their ratio."""
-    metrics = results.get("metrics", {})
+    metrics = results.get("transport_metrics", {})
     lines = [
         "| Figure | Unit | WebSocket | polling | polling / WebSocket |",
         "|---|---|---|---|---|",
