@@ -8,7 +8,10 @@ import json
 import os
 
 import pytest
+from jupyter_server.utils import url_path_join
 from tornado import httpclient
+from tornado.web import URLSpec
+from tornado.websocket import WebSocketHandler
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.client._polling import PollingTransport
@@ -150,3 +153,59 @@ async def test_auth_url_credentials_work_over_polling(hows_server_url, hows_toke
         assert (await tunnel.request("GET", "/api/contents")).status == 200
     finally:
         await tunnel.close()
+
+
+class Echo(WebSocketHandler):
+    """Echoes frames with their type; ``close:<code>:<reason>`` closes with that."""
+
+    instances: list[Echo] = []
+
+    def select_subprotocol(self, subprotocols):
+        return "echo.b" if "echo.b" in subprotocols else None
+
+    def open(self, *args):
+        Echo.instances.append(self)
+
+    async def on_message(self, message):
+        if isinstance(message, str) and message.startswith("close:"):
+            _, code, reason = message.split(":", 2)
+            self.close(int(code), reason)
+            return
+        await self.write_message(message, binary=isinstance(message, bytes))
+
+
+@pytest.fixture
+def echo_path(jp_serverapp, jp_base_url):
+    Echo.instances = []
+    router = jp_serverapp.web_app.wildcard_router
+    router.rules.insert(0, URLSpec(url_path_join(jp_base_url, r"hows-poll/echo(/.*)?"), Echo))
+    return "/hows-poll/echo"
+
+
+async def until(predicate, timeout=10.0):
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
+
+
+async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_path):
+    socket = await polling_tunnel.websocket(echo_path, subprotocols=["echo.a", "echo.b"])
+    assert socket.selected_subprotocol == "echo.b"
+    await socket.write_message("text ✓")
+    await socket.write_message(b"\x00\xffbinary", binary=True)
+    assert await socket.read_message() == "text ✓"
+    assert await socket.read_message() == b"\x00\xffbinary"
+    await socket.write_message("close:4002:server says bye")
+    assert await socket.read_message() is None
+    assert socket.close_code == 4002
+    assert socket.close_reason == "server says bye"
+
+    other = await polling_tunnel.websocket(echo_path)
+    assert other.selected_subprotocol is None
+    await until(lambda: len(Echo.instances) == 2)
+    other.close(4003, "client says bye")
+    await until(lambda: Echo.instances[1].close_code is not None)
+    assert Echo.instances[1].close_code == 4003
+    assert Echo.instances[1].close_reason == "client says bye"
+    assert await asyncio.wait_for(other.read_message(), 10) is None  # the server's answer
