@@ -18,6 +18,7 @@ from jupyter_http_over_ws.client import TunnelClient, TunnelClosedError
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 BOTH = ("websocket", "polling")
+EXT = {"jupyter_http_over_ws": True}
 
 
 @pytest.fixture
@@ -104,8 +105,25 @@ async def test_the_same_work_through_nginx(
 async def test_websocket_only_client_fails_behind_the_old_proxy(nginx, jp_base_url, hows_token):
     proxy = nginx(upgrades=False)
     with pytest.raises(httpclient.HTTPClientError) as failure:
-        await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token)
+        await TunnelClient.connect(
+            proxy.url(jp_base_url), token=hows_token, transports=("websocket",)
+        )
     assert failure.value.code == 400
+    # By default the client falls back on its own.
+    async with await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token) as tunnel:
+        assert tunnel.transport == "polling"
+        assert (await tunnel.request("GET", "/api/status")).status == 200
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": EXT}, "HttpOverWebSocketApp": {"allow_polling": False}}],
+)
+async def test_without_polling_the_upgrade_failure_is_reported(nginx, jp_base_url, hows_token):
+    proxy = nginx(upgrades=False)
+    with pytest.raises(httpclient.HTTPClientError) as failure:
+        await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token)
+    assert failure.value.code == 400  # the refused upgrade, not the missing polling URL
 
 
 async def test_upgrade_back_to_websocket_loses_nothing(
@@ -143,9 +161,6 @@ async def test_upgrade_back_to_websocket_loses_nothing(
         assert len(ext.polling_sessions) == 0
     finally:
         await tunnel.close()
-
-
-EXT = {"jupyter_http_over_ws": True}
 
 
 @pytest.mark.parametrize(

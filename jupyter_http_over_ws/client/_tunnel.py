@@ -154,7 +154,7 @@ class TunnelClient:
         connect_timeout: float = 20.0,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         framing: str = "json",
-        transports: Sequence[str] = ("websocket",),
+        transports: Sequence[str] = TRANSPORTS,
         upgrade_interval: float = DEFAULT_UPGRADE_INTERVAL,
         on_transport_change: Callable[[str], None] | None = None,
     ) -> TunnelClient:
@@ -166,12 +166,14 @@ class TunnelClient:
         ``framing="binary"`` asks for raw binary bodies (faster; servers that do not
         know it, like the original, keep using JSON frames and the client follows).
 
-        ``transports=("websocket", "polling")`` tries the WebSocket first and falls
-        back to the polling transport (plain HTTP requests) when the upgrade fails, e.g.
-        behind a proxy that drops ``Upgrade``; while polling, it tries the WebSocket
-        again every ``upgrade_interval`` seconds and moves new work there once it
-        gets through. ``on_transport_change(name)`` is called on every change.
-        Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses.
+        ``transports`` (default ``("websocket", "polling")``) tries the WebSocket first
+        and falls back to the polling transport (plain HTTP requests) when the upgrade
+        fails, e.g. behind a proxy that drops ``Upgrade``; while polling, it tries the
+        WebSocket again after ``upgrade_interval`` seconds (backing off) and moves new
+        work there once it gets through. ``on_transport_change(name)`` is called on
+        every change. ``transports=("websocket",)`` never polls.
+        Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses
+        (credentials and origin refusals do not fall back: polling would get the same).
         """
         unknown = set(transports) - set(TRANSPORTS)
         if unknown or not transports:
@@ -198,12 +200,14 @@ class TunnelClient:
             "upgrade_interval": upgrade_interval,
             "on_transport_change": on_transport_change,
         }
+        upgrade_error: Exception | None = None
         if "websocket" in transports:
             try:
                 connection = await endpoint.open("http_over_websocket", query)
             except Exception as error:
                 if "polling" not in transports or _refused(error):
                     raise
+                upgrade_error = error
             else:
                 return cls(endpoint, connection, **options)
         if auth_url and not token:
@@ -211,9 +215,16 @@ class TunnelClient:
             # the Authorization header (the server would read it from the query too).
             token = parse_qs(urlsplit(auth_url).query).get("token", [None])[-1]
             endpoint = dataclasses.replace(endpoint, token=token)
-        transport = await PollingTransport.open(
-            endpoint, _unbound, _unbound, min_version=min_version
-        )
+        try:
+            transport = await PollingTransport.open(
+                endpoint, _unbound, _unbound, min_version=min_version
+            )
+        except HTTPClientError as error:
+            if upgrade_error is not None and error.code == 404:
+                # No polling endpoint (an older server, or allow_polling=False): the
+                # WebSocket's failure is the one that explains the problem.
+                raise upgrade_error from None
+            raise
         return cls(endpoint, transport, **options)
 
     # ------------------------------------------------------------ transports
