@@ -11,16 +11,17 @@ from tornado.netutil import bind_sockets
 
 from jupyter_http_over_ws.client._http import KeepAliveClient
 
-STREAMS: set[int] = set()
+#: The connections requests came on (kept alive here, so that no id is reused).
+STREAMS: dict[int, object] = {}
 
 
 class Plain(web.RequestHandler):
     def get(self):
-        STREAMS.add(id(self.request.connection.stream))
+        STREAMS[id(self.request.connection.stream)] = self.request.connection.stream
         self.write(b"x" * 100_000)
 
     def post(self):
-        STREAMS.add(id(self.request.connection.stream))
+        STREAMS[id(self.request.connection.stream)] = self.request.connection.stream
         self.set_status(201)
         self.write(self.request.body[::-1])
 
