@@ -23,7 +23,7 @@ const UPGRADE_INTERVAL = 15000;
 function openTransport(name, options) {
   if (name === "websocket") {
     if (typeof options.WebSocket !== "function") {
-      return Promise.reject(new TunnelError("unsupported", "no WebSocket implementation available"));
+      return Promise.reject(new TunnelError("unsupported", "no WebSocket implementation here: pass one as connect()'s WebSocket option"));
     }
     return WebSocketTransport.open(options);
   }
@@ -42,6 +42,12 @@ async function explain(failures, options) {
     );
   }
   const tried = failures.map((f) => `${f.transport}: ${f.error.message}`).join("; ");
+  if (failures.every((f) => f.error.kind === "unsupported")) {
+    // Nothing was refused: this client could not try (no WebSocket here, no polling there).
+    return new TunnelError("unsupported", `No transport could be used to reach ${options.baseUrl}: ${tried}`, {
+      failures,
+    });
+  }
   const limit = failures.find((f) => f.error.status === 429 || (f.error.code >= 4000 && f.error.code < 5000));
   if (limit) {
     // The server took the credentials and said why it will not go on (e.g. 4429, too many sockets).

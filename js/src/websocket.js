@@ -81,6 +81,7 @@ export function makeWebSocketClass(tunnel) {
     #queued = 0;
     #handlers = {};
     #origin;
+    #errored = false;
 
     constructor(url, protocols = undefined) {
       super();
@@ -105,7 +106,7 @@ export function makeWebSocketClass(tunnel) {
         ._openChannel(path, this.#protocols, {
           onopen: (protocol) => this.#onOpen(protocol),
           onmessage: (data) => this.#onMessage(data),
-          onerror: () => this.dispatchEvent(new Event("error")),
+          onerror: () => this.#onError(),
           onclose: (code, reason, wasClean) => this.#onClose(code, reason, wasClean),
         })
         .then(
@@ -113,10 +114,7 @@ export function makeWebSocketClass(tunnel) {
             this.#channel = channel;
             if (this.#closeRequest) channel.close(...this.#closeRequest);
           },
-          () => {
-            this.dispatchEvent(new Event("error"));
-            this.#onClose(1006, "", false);
-          },
+          () => this.#onClose(1006, "", false),
         );
     }
 
@@ -232,8 +230,17 @@ export function makeWebSocketClass(tunnel) {
       this.dispatchEvent(makeMessageEvent(value, this.#origin));
     }
 
+    #onError() {
+      if (this.#readyState === CLOSED || this.#errored) return;
+      this.#errored = true;
+      this.dispatchEvent(new Event("error"));
+    }
+
     #onClose(code, reason, wasClean) {
       if (this.#readyState === CLOSED) return;
+      // As in browsers, a connection that ends abnormally (1006: it failed, or the
+      // tunnel went away) fires error first, then close.
+      if ((code ?? 1005) === 1006) this.#onError();
       this.#readyState = CLOSED;
       this.dispatchEvent(makeCloseEvent(code ?? 1005, reason ?? "", Boolean(wasClean)));
     }

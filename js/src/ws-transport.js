@@ -125,6 +125,8 @@ export class WebSocketTransport {
     this.framing = "json";
     this.version = null;
     this.closed = false;
+    /** The proxied sockets still open: each ends with 1006 when the transport is closed. */
+    this._channels = new Set();
     /** Set by the tunnel: called with each frame (string or Uint8Array) of channel 0. */
     this.onTunnelMessage = () => {};
     /** Set by the tunnel: called once when the transport is gone ({code, reason}). */
@@ -171,8 +173,19 @@ export class WebSocketTransport {
     const onclose = (code, reason, wasClean) => {
       if (closed) return;
       closed = true;
+      this._channels.delete(end);
       handlers.onclose(code, reason, wasClean);
     };
+    // tunnel.close(): the socket goes with the tunnel, as over polling.
+    const end = () => {
+      try {
+        ws.close(1000);
+      } catch {
+        // already closing
+      }
+      onclose(1006, "the tunnel was closed", false);
+    };
+    this._channels.add(end);
     ws.onopen = () => {
       opened = true;
       handlers.onopen(ws.protocol || "");
@@ -193,6 +206,7 @@ export class WebSocketTransport {
     };
   }
 
+  /** Close the tunnel socket and every proxied socket opened through this transport. */
   close() {
     if (this.closed) return;
     try {
@@ -200,6 +214,7 @@ export class WebSocketTransport {
     } catch {
       // already closing
     }
+    for (const end of Array.from(this._channels)) end();
     this._closed(1000, "closed by the client");
   }
 }

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { connect } from "../src/index.js";
-import { checkBodyTypes, execute, pattern, runOnKernel } from "../testing/checks.js";
+import { checkBodyTypes, checkCloseEndsSockets, execute, pattern, runOnKernel } from "../testing/checks.js";
 import { startServer } from "../testing/server.js";
 
 let server;
@@ -201,3 +201,5 @@ test("lost and repeated polling answers: every message is delivered once, in ord
     flaky.close();
   }
 });
+
+test("tunnel.close() closes its proxied sockets over polling: error, then close 1006", () => checkCloseEndsSockets(server, ["polling"]));

@@ -5,7 +5,7 @@ import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
 import { connect, diagnose } from "../src/index.js";
-import { checkBodyTypes, pattern, runOnKernel } from "../testing/checks.js";
+import { checkBodyTypes, checkCloseEndsSockets, pattern, runOnKernel } from "../testing/checks.js";
 import { startServer } from "../testing/server.js";
 
 let server;
@@ -317,4 +317,22 @@ test("redirects under the server are followed, or returned with redirect: manual
   assert.equal(seeOther.headers.get("X-Echo-Length"), "0");
   await seeOther.text();
   await assert.rejects(tunnel.fetch("hows-redirect", { redirect: "error" }), TypeError);
+});
+
+test("tunnel.close() closes its proxied sockets: error, then close 1006", () => checkCloseEndsSockets(server, ["websocket"]));
+
+test("without any WebSocket implementation, connect says so (kind unsupported)", async () => {
+  // As in a runtime without one (node 20 without --experimental-websocket).
+  const saved = Object.getOwnPropertyDescriptor(globalThis, "WebSocket");
+  Object.defineProperty(globalThis, "WebSocket", { value: undefined, configurable: true, writable: true });
+  try {
+    await assert.rejects(connect({ url: server.url, token: server.token, transports: ["websocket"] }), (e) => {
+      assert.equal(e.kind, "unsupported");
+      assert.match(e.message, /no WebSocket implementation here: pass one as connect\(\)'s WebSocket option/);
+      assert.doesNotMatch(e.message, /not reachable/);
+      return true;
+    });
+  } finally {
+    Object.defineProperty(globalThis, "WebSocket", saved);
+  }
 });

@@ -145,3 +145,35 @@ export async function execute(socket, code, session) {
   }
   return stdout;
 }
+
+/**
+ * `tunnel.close()` ends the proxied sockets opened through it, as a dropped connection
+ * does in a browser: error, then close 1006, and the server sees the kernel's client go.
+ */
+export async function checkCloseEndsSockets(server, transports) {
+  const { connect } = await import("../src/index.js");
+  const own = await connect({ url: server.url, token: server.token, transports, upgradeInterval: 0 });
+  const { socket, kernelId } = await runOnKernel(own, "pass", { keepOpen: true });
+  const events = [];
+  socket.onerror = () => events.push(`error ${socket.readyState}`);
+  const closed = new Promise((resolve) => {
+    socket.onclose = (e) => {
+      events.push(`close ${e.code} ${e.wasClean}`);
+      resolve();
+    };
+  });
+  own.close();
+  const outcome = await Promise.race([closed.then(() => "closed"), new Promise((r) => setTimeout(() => r("still open"), 5000))]);
+  assert.equal(outcome, "closed", "tunnel.close() must close the proxied sockets too");
+  assert.deepEqual(events, ["error 1", "close 1006 false"]);
+  assert.equal(socket.readyState, socket.CLOSED);
+  // The server's side of the kernel socket went too.
+  const auth = { headers: { Authorization: `token ${server.token}` } };
+  let connections = -1;
+  for (let i = 0; i < 50 && connections !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    connections = (await (await fetch(`${server.url}api/kernels/${kernelId}`, auth)).json()).connections;
+  }
+  assert.equal(connections, 0);
+  await fetch(`${server.url}api/kernels/${kernelId}`, { method: "DELETE", ...auth });
+}
