@@ -82,9 +82,9 @@ def jupyter_env(home: Path) -> dict[str, str]:
         IPYTHONDIR=str(home / "ipython"),
         JUPYTER_PLATFORM_DIRS="1",
         PYTHONUNBUFFERED="1",
-        # tests/ on the path: the servers can load echo_body_extension.
+        # js/testing on the path: the servers can load hows_echo (a body-echoing handler).
         PYTHONPATH=os.pathsep.join(
-            p for p in (str(Path(__file__).resolve().parent), env.get("PYTHONPATH")) if p
+            p for p in (str(REPO / "js" / "testing"), env.get("PYTHONPATH")) if p
         ),
     )
     return env

@@ -13,8 +13,9 @@ Layout (all on loopback):
 
 The page imports the client from the server (``http_over_websocket/static/index.js``)
 and an unmodified ``@jupyterlab/services`` from npm (bundled by esbuild in ``e2e/``).
-The server also loads ``echo_body_extension`` (in this folder), a real handler that
-echoes request bodies, to check the bytes a tunnelled request delivers.
+The server also loads ``hows_echo`` (``js/testing/hows_echo.py``, shared with the node
+tests), a real handler that echoes request bodies, to check the bytes a tunnelled
+request delivers.
 """
 
 from __future__ import annotations
@@ -102,8 +103,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
             token=token,
             root_dir=root,
             allow_origin_pat=pattern,
-            # A real handler that echoes request bodies (tests/echo_body_extension.py).
-            extra=("--ServerApp.jpserver_extensions=echo_body_extension=True",),
+            # A real handler that echoes request bodies (js/testing/hows_echo.py).
+            extra=("--ServerApp.jpserver_extensions=hows_echo=True",),
         ) as process:
             yield Setup(
                 server=f"http://127.0.0.1:{port}/",
@@ -841,17 +842,17 @@ def test_binary_request_bodies_arrive_byte_exact(context: Any, setup: Setup) -> 
         for (const [name, body] of Object.entries(bodies)) {
           const expected = name === "big" ? big : allBytes;
           const response = name === "request"
-            ? await tunnel.fetch(new Request(a.server + "test/echo-body", {
+            ? await tunnel.fetch(new Request(a.server + "hows-echo", {
                 method: "PUT", body: allBytes, headers: { "Content-Type": "application/x-req" },
               }))
-            : await tunnel.fetch("test/echo-body", { method: "POST", body });
+            : await tunnel.fetch("hows-echo", { method: "POST", body });
           const echoed = new Uint8Array(await response.arrayBuffer());
           out[name] = {
             status: response.status,
-            length: response.headers.get("x-body-length"),
-            sha: response.headers.get("x-body-sha256") === await digest(expected),
+            length: response.headers.get("x-echo-length"),
+            sha: response.headers.get("x-echo-sha256") === await digest(expected),
             echoed: echoed.length === expected.length && echoed.every((b, i) => b === expected[i]),
-            type: response.headers.get("x-request-content-type"),
+            type: response.headers.get("x-echo-content-type"),
           };
         }
         out.expectedBigSha = await digest(big);

@@ -3,7 +3,8 @@
 ``/hows-echo`` answers any method with the exact bytes it received, and with the
 request's method, content type and body digest in headers, so a test can check that a
 body of any fetch type travelled byte-exact through the tunnel; ``/hows-redirect``
-redirects there. Authenticated like every other API handler. Loaded by js/testing/server.js only.
+redirects there. Authenticated like every other API handler. Loaded by js/testing/server.js
+and by the browser tests (tests/browser_fixtures.py puts this folder on PYTHONPATH).
 """
 
 from __future__ import annotations
