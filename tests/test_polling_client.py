@@ -209,3 +209,17 @@ async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_
     assert Echo.instances[1].close_code == 4003
     assert Echo.instances[1].close_reason == "client says bye"
     assert await asyncio.wait_for(other.read_message(), 10) is None  # the server's answer
+
+
+@pytest.mark.parametrize("jp_base_url", ["/user/alice/"])
+async def test_polling_under_a_base_url(hows_server_url, hows_token, jp_root_dir, echo_path):
+    (jp_root_dir / "x.txt").write_text("hello")
+    async with await TunnelClient.connect(
+        hows_server_url, token=hows_token, transports=("polling",)
+    ) as tunnel:
+        reply = await tunnel.request("GET", "/files/x.txt")
+        assert reply.body == b"hello"
+        socket = await tunnel.websocket(echo_path)
+        await socket.write_message("ping")
+        assert await socket.read_message() == "ping"
+        socket.close()
