@@ -14,6 +14,8 @@ import { abortError } from "./errors.js";
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 const MAX_REDIRECTS = 20;
+/** Headers that describe a body: dropped with the body when a redirect turns into a GET. */
+const BODY_HEADERS = new Set(["content-encoding", "content-language", "content-location", "content-type"]);
 
 function makeHeaders(raw) {
   const headers = new Headers();
@@ -150,7 +152,7 @@ export function makeFetch(tunnel) {
     if (method !== "GET" && method !== "HEAD" && request.body !== null) {
       body = new Uint8Array(await request.arrayBuffer());
     }
-    const headers = Array.from(request.headers.entries());
+    let headers = Array.from(request.headers.entries());
     let redirected = false;
     for (let hops = 0; ; hops++) {
       const path = pathUnderBase(url, tunnel.url);
@@ -170,6 +172,7 @@ export function makeFetch(tunnel) {
       if (head.status === 303 || ((head.status === 301 || head.status === 302) && method === "POST")) {
         if (method !== "HEAD") method = "GET";
         body = null;
+        headers = headers.filter(([name]) => !BODY_HEADERS.has(name.toLowerCase()));
       }
       url = next;
       redirected = true;
