@@ -223,3 +223,21 @@ async def test_polling_under_a_base_url(hows_server_url, hows_token, jp_root_dir
         await socket.write_message("ping")
         assert await socket.read_message() == "ping"
         socket.close()
+
+
+async def test_many_polling_clients_at_once(hows_server_url, hows_token, jp_root_dir, jp_serverapp):
+    for i in range(10):
+        (jp_root_dir / f"f{i}.txt").write_text(f"content {i}" * 1000)
+
+    async def one_client(n: int) -> None:
+        async with await TunnelClient.connect(
+            hows_server_url, token=hows_token, transports=("polling",)
+        ) as tunnel:
+            replies = await asyncio.gather(
+                *(tunnel.request("GET", f"/files/f{(n + i) % 10}.txt") for i in range(10))
+            )
+            for i, reply in enumerate(replies):
+                assert reply.body == (f"content {(n + i) % 10}" * 1000).encode()
+
+    await asyncio.gather(*(one_client(n) for n in range(20)))
+    assert len(extension(jp_serverapp).polling_sessions) == 0
