@@ -260,17 +260,26 @@ async function main() {
     } catch (d) {
       text += `\n\nThe diagnose endpoint did not answer either: ${d.message || d}`;
     }
-    text += `\n\nRun: jupyter http-over-ws doctor ${server} --origin ${location.origin}`;
+    if (!text.includes("jupyter http-over-ws doctor")) {
+      text += `\n\nRun: jupyter http-over-ws doctor ${server} --origin ${location.origin}`;
+    }
     showProblem(text);
-    setState("failed", "refused");  // last: the state says the explanation is there
+    // Last: the state says the explanation is there. e.kind: refused, unreachable, version...
+    setState("failed", e.kind || "failed");
     return;
   }
   window.demoTunnel = tunnel; // for the curious, in the devtools console
   setState("connected", "connected");
   $("transport").textContent = tunnel.transport;
   $("version").textContent = tunnel.version;
-  tunnel.addEventListener("transportchange", (event) => {
-    $("transport").textContent = event.detail?.transport || tunnel.transport;
+  tunnel.addEventListener("transportchange", () => {
+    $("transport").textContent = tunnel.transport;
+    $("version").textContent = tunnel.version;
+  });
+  tunnel.addEventListener("close", (event) => {
+    // The transport dropped and could not be reopened (e.g. the server stopped).
+    setState("failed", "disconnected");
+    showProblem(String(event.error?.message || "The tunnel closed."));
   });
 
   showDirectory(tunnel, "").catch((e) => showProblem(String(e.message || e)));
