@@ -5,8 +5,8 @@
 // old. If even this socket fails, the server is unreachable, the extension is not
 // loaded, or the page's origin is not allowed.
 
-import { normalizeBaseUrl } from "./codec.js";
 import { TunnelError } from "./errors.js";
+import { normalizeBaseUrl, toWebSocketUrl } from "./urls.js";
 
 export const DIAGNOSE_PATH = "http_over_websocket/diagnose";
 
@@ -23,7 +23,7 @@ export function diagnose({ url, minVersion, WebSocket: WS = globalThis.WebSocket
     return Promise.reject(new TypeError("no WebSocket implementation: pass one as the WebSocket option"));
   }
   const base = normalizeBaseUrl(url);
-  const target = new URL(base.replace(/^http/, "ws") + DIAGNOSE_PATH);
+  const target = new URL(toWebSocketUrl(base) + DIAGNOSE_PATH);
   if (minVersion) target.searchParams.set("min_version", minVersion);
   return new Promise((resolve, reject) => {
     let settled = false;

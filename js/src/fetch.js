@@ -7,8 +7,8 @@
 // body streams the reply's chunks as they arrive. An AbortSignal rejects with its
 // reason (an AbortError) and cancels the request on the server too.
 
-import { pathUnderBase } from "./codec.js";
 import { abortError } from "./errors.js";
+import { pathUnderBase } from "./urls.js";
 
 /** Statuses whose Response must have a null body. */
 const NULL_BODY = new Set([101, 103, 204, 205, 304]);

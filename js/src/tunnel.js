@@ -8,11 +8,13 @@
 // is closed when it holds nothing more. Each request and socket stays on the
 // transport it started on, so nothing is sent twice or lost in the switch.
 
-import { ReplyAssembler, encodeCancel, encodeRequest, normalizeBaseUrl, parseHello } from "./codec.js";
+import { ReplyAssembler, encodeCancel, encodeRequest, parseHello } from "./codec.js";
 import { diagnose } from "./diagnose.js";
 import { TunnelError } from "./errors.js";
+import { explain } from "./explain.js";
 import { makeFetch } from "./fetch.js";
 import { PollingTransport } from "./polling.js";
+import { normalizeBaseUrl } from "./urls.js";
 import { makeWebSocketClass } from "./websocket.js";
 import { WebSocketTransport } from "./ws-transport.js";
 
@@ -28,71 +30,6 @@ function openTransport(name, options) {
     return WebSocketTransport.open(options);
   }
   return PollingTransport.open(options);
-}
-
-/** Plain words for why no transport could be opened (asks `diagnose` when that helps). */
-async function explain(failures, options) {
-  const version = failures.find((f) => f.error.kind === "version");
-  if (version) {
-    return new TunnelError(
-      "version",
-      `The server's jupyter-http-over-ws is too old for this page: ${version.error.message} ` +
-        "Upgrade it on the server: pip install -U jupyter-http-over-ws",
-      { failures },
-    );
-  }
-  const tried = failures.map((f) => `${f.transport}: ${f.error.message}`).join("; ");
-  if (failures.every((f) => f.error.kind === "unsupported")) {
-    // Nothing was refused: this client could not try (no WebSocket here, no polling there).
-    return new TunnelError("unsupported", `No transport could be used to reach ${options.baseUrl}: ${tried}`, {
-      failures,
-    });
-  }
-  const limit = failures.find((f) => f.error.status === 429 || (f.error.code >= 4000 && f.error.code < 5000));
-  if (limit) {
-    // The server took the credentials and said why it will not go on (e.g. 4429, too many sockets).
-    return new TunnelError("refused", `The server refused the tunnel: ${limit.error.reason || limit.error.message}`, {
-      failures,
-    });
-  }
-  let diagnosis = null;
-  let diagnoseError = null;
-  if (typeof options.WebSocket === "function") {
-    try {
-      diagnosis = await diagnose({ url: options.baseUrl, minVersion: options.minVersion, WebSocket: options.WebSocket, timeout: 5000 });
-    } catch (e) {
-      diagnoseError = e;
-    }
-  }
-  const doctor = `jupyter http-over-ws doctor ${options.baseUrl} --origin ${pageOrigin()}`;
-  if (diagnosis) {
-    return new TunnelError(
-      "refused",
-      `The server (jupyter-http-over-ws ${diagnosis.extension_version}) refused the tunnel: ` +
-        "the token is wrong or missing. Browsers do not send a login cookie on a cross-site " +
-        "WebSocket upgrade, so pass the server's token (connect({ url, token })). " +
-        `Run: ${doctor} (tried ${tried})`,
-      { failures, diagnosis },
-    );
-  }
-  const refused = failures.find((f) => f.error.kind === "refused");
-  if (refused && !diagnoseError) {
-    return new TunnelError("refused", `The server refused the tunnel (${tried}). Run: ${doctor}`, { failures });
-  }
-  return new TunnelError(
-    "unreachable",
-    `Could not open a tunnel to ${options.baseUrl}: the server is not reachable, the ` +
-      "jupyter-http-over-ws extension is not loaded there, or this page's origin is not " +
-      "allowed (ServerApp.allow_origin / allow_origin_pat), or the token is wrong. " +
-      `Run: ${doctor} (tried ${tried})`,
-    { failures },
-  );
-}
-
-function pageOrigin() {
-  return typeof location !== "undefined" && location.origin && location.origin !== "null"
-    ? location.origin
-    : "<this page's origin>";
 }
 
 async function openFirst(names, options) {

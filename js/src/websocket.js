@@ -7,7 +7,8 @@
 // `settings.WebSocket`; the URL must lie under the tunnel's base URL (ws, wss, http,
 // https, or a path relative to the base URL).
 
-import { pathUnderBase, toArrayBuffer, toBytes } from "./codec.js";
+import { toArrayBuffer, toBytes } from "./codec.js";
+import { pathUnderBase, toWebSocketUrl } from "./urls.js";
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -85,7 +86,7 @@ export function makeWebSocketClass(tunnel) {
 
     constructor(url, protocols = undefined) {
       super();
-      const wsBase = tunnel.url.replace(/^http/, "ws");
+      const wsBase = toWebSocketUrl(tunnel.url);
       let absolute;
       try {
         absolute = new URL(String(url), wsBase);

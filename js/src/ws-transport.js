@@ -8,6 +8,7 @@
 
 import { parseHello, toBytes } from "./codec.js";
 import { TunnelError } from "./errors.js";
+import { toWebSocketUrl } from "./urls.js";
 
 /** How long to wait for the hello before taking the server for a legacy one (ms). */
 const HELLO_TIMEOUT = 2000;
@@ -21,10 +22,6 @@ function withQuery(url, params) {
     if (value !== undefined && value !== null && value !== "") u.searchParams.set(name, value);
   }
   return u.href;
-}
-
-function wsBase(baseUrl) {
-  return baseUrl.replace(/^http/, "ws");
 }
 
 /** Data from a native WebSocket message as the transport passes it on: string or bytes. */
@@ -41,7 +38,7 @@ export class WebSocketTransport {
    * with 4400 for `minVersion`, "refused" for another close right after opening.
    */
   static open({ baseUrl, token, minVersion, WebSocket: WS, helloTimeout = HELLO_TIMEOUT }) {
-    const url = withQuery(wsBase(baseUrl) + TUNNEL_PATH, {
+    const url = withQuery(toWebSocketUrl(baseUrl) + TUNNEL_PATH, {
       framing: "binary",
       min_version: minVersion,
       token,
@@ -164,7 +161,7 @@ export class WebSocketTransport {
    * onclose(code, reason, wasClean) and onerror().
    */
   openChannel(path, protocols, handlers) {
-    const url = new URL(wsBase(this.baseUrl) + PROXIED_WS_PATH + path.replace(/^\//, ""));
+    const url = new URL(toWebSocketUrl(this.baseUrl) + PROXIED_WS_PATH + path.replace(/^\//, ""));
     if (this.token) url.searchParams.set("token", this.token);
     const ws = protocols.length ? new this.WS(url.href, protocols) : new this.WS(url.href);
     ws.binaryType = "arraybuffer";

@@ -1,4 +1,5 @@
-// Unit tests of the wire codec (no server): base64, requests, binary framing, replies.
+// Unit tests of the wire codec and the URL helpers (no server): base64, requests,
+// binary framing, replies, base URLs.
 import assert from "node:assert/strict";
 import { Buffer } from "node:buffer";
 import { test } from "node:test";
@@ -11,13 +12,12 @@ import {
   encodeBinaryReply,
   encodeCancel,
   encodeRequest,
-  normalizeBaseUrl,
   parseBinaryRequest,
   parseEnvelope,
   parseHello,
   parseReply,
-  pathUnderBase,
 } from "../src/codec.js";
+import { normalizeBaseUrl, pathUnderBase, toWebSocketUrl } from "../src/urls.js";
 
 function allBytes() {
   const bytes = new Uint8Array(256 * 3 + 7);
@@ -204,4 +204,6 @@ test("URLs map to paths under the base URL, and others are refused", () => {
   assert.equal(pathUnderBase("https://h:8888/user/alice/api", base), null);
   assert.equal(normalizeBaseUrl("ws://h:1/?token=x#y"), "http://h:1/");
   assert.throws(() => normalizeBaseUrl("ftp://h/"), TypeError);
+  assert.equal(toWebSocketUrl("https://h/a/"), "wss://h/a/");
+  assert.equal(toWebSocketUrl("http://h:1/"), "ws://h:1/");
 });
