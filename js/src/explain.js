@@ -40,6 +40,16 @@ export async function explain(failures, options) {
     }
   }
   const doctor = `jupyter http-over-ws doctor ${options.baseUrl} --origin ${pageOrigin()}`;
+  if (diagnosis && diagnosis.is_outdated_extension === true) {
+    // A server that refuses minVersion without saying so in a close reason (the
+    // original closed with code 400, which browsers report as 1006 with no reason).
+    return new TunnelError(
+      "version",
+      `The server's jupyter-http-over-ws ${diagnosis.extension_version} is older than the ` +
+        `${options.minVersion} this page needs. Upgrade it on the server: pip install -U jupyter-http-over-ws`,
+      { failures, diagnosis },
+    );
+  }
   if (diagnosis) {
     return new TunnelError(
       "refused",

@@ -340,3 +340,22 @@ test("without any WebSocket implementation, connect says so (kind unsupported)",
     Object.defineProperty(globalThis, "WebSocket", saved);
   }
 });
+
+test("a server that refuses minVersion without a reason is still reported as too old (from diagnose)", async () => {
+  // As the original extension did: its close code 400 reaches a browser as 1006 with no
+  // reason. Here the tunnel upgrade fails outright, and only diagnose can say why.
+  class OriginalWebSocket extends WebSocket {
+    constructor(url, protocols) {
+      super(url.includes("/diagnose") ? url : url.replace("/http_over_websocket?", "/no-such-endpoint?"), protocols);
+    }
+  }
+  await assert.rejects(
+    connect({ url: server.url, token: server.token, minVersion: "999.0", transports: ["websocket"], WebSocket: OriginalWebSocket }),
+    (e) => {
+      assert.equal(e.kind, "version");
+      assert.match(e.message, /older than the 999\.0 this page needs/);
+      assert.doesNotMatch(e.message, /token/);
+      return true;
+    },
+  );
+});
