@@ -59,8 +59,12 @@ export class PollingTransport {
       throw new TunnelError("version", body.message, { status: 400 });
     }
     if (response.status === 401 || response.status === 403) {
-      throw new TunnelError("refused", `the server refused the polling session (${response.status})`, {
+      // The server's CORS headers make its refusal readable to an allowed origin's page
+      // (else the browser only says "Failed to fetch"): say which credentials failed.
+      const why = typeof body?.message === "string" ? `: ${body.message}` : "";
+      throw new TunnelError("refused", `the server refused the polling session's credentials (${response.status}${why})`, {
         status: response.status,
+        reason: "credentials",
       });
     }
     if (response.status === 429) {
@@ -288,7 +292,9 @@ export class PollingTransport {
       case "closed":
         this._channels.delete(envelope.channel);
         if (envelope.code >= 4000 && !channel.opened) channel.handlers.onerror();
-        channel.handlers.onclose(envelope.code, envelope.reason, envelope.code === 1000);
+        // Clean when the socket had opened and ended with a closing handshake (any code
+        // but 1006), as a browser reports it; a socket refused before opening is not.
+        channel.handlers.onclose(envelope.code, envelope.reason, channel.opened && envelope.code !== 1006);
         break;
       default:
         break;

@@ -81,6 +81,13 @@ test("a wrong token over polling is refused in plain words", async () => {
   await assert.rejects(connect({ url: server.url, token: "wrong", transports: ["polling"] }), (e) => {
     assert.equal(e.kind, "refused");
     assert.match(e.message, /token is wrong or missing/);
+    // The polling endpoint's own answer: a readable 403 that names the credentials.
+    const [polling] = e.failures;
+    assert.equal(polling.transport, "polling");
+    assert.equal(polling.error.kind, "refused");
+    assert.equal(polling.error.status, 403);
+    assert.equal(polling.error.reason, "credentials");
+    assert.match(polling.error.message, /credentials \(403: Polling request not authenticated/);
     return true;
   });
 });
@@ -203,3 +210,13 @@ test("lost and repeated polling answers: every message is delivered once, in ord
 });
 
 test("tunnel.close() closes its proxied sockets over polling: error, then close 1006", () => checkCloseEndsSockets(server, ["polling"]));
+
+test("a proxied socket closed with an application code over polling closes cleanly with that code", async () => {
+  const { socket, kernelId } = await runOnKernel(tunnel, "pass", { keepOpen: true });
+  const closed = new Promise((resolve) => (socket.onclose = resolve));
+  socket.close(4321, "done here");
+  const event = await closed;
+  assert.equal(event.code, 4321);
+  assert.equal(event.wasClean, true);
+  assert.equal((await tunnel.fetch(`api/kernels/${kernelId}`, { method: "DELETE" })).status, 204);
+});
