@@ -273,6 +273,57 @@ async def test_cross_origin_requests(raw, hows_token):
     assert (await raw(None, Origin="https://evil.example").open()).code in (403, 404)
 
 
+def assert_readable_cross_origin(response, code):
+    """A refusal a browser page of the allowed origin can read (not "Failed to fetch")."""
+    assert response.code == code, response
+    assert response.headers.get("Access-Control-Allow-Origin") == ALLOWED, (code, response.headers)
+    assert response.headers.get("Access-Control-Allow-Credentials") == "true"
+    assert "message" in json.loads(response.body) or "ack" in json.loads(response.body)
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {"jpserver_extensions": EXT, "allow_origin": ALLOWED},
+            "HttpOverWebSocketApp": {"max_sockets_per_user": 1, "max_message_size": 4096},
+        }
+    ],
+)
+async def test_refusals_carry_cors_headers_for_the_allowed_origin(raw, hows_token, caplog):
+    wrong = raw("wrong-token", Origin=ALLOWED)
+    wrong.session_id = "x"
+    caplog.clear()
+    for response in (
+        await wrong.open(),
+        await wrong.send(0, [request_envelope(1, "GET", "/api/status")]),
+        await wrong.recv(0),
+        await wrong.delete(),
+    ):
+        assert_readable_cross_origin(response, 403)
+        assert "authenticat" in json.loads(response.body)["message"]
+    # The log names the failed authentication, not a missing XSRF token.
+    logged = " ".join(r.getMessage() for r in caplog.records)
+    assert "_xsrf" not in logged
+    assert "authenticat" in logged
+    assert "wrong-token" not in logged
+
+    good = raw(hows_token, Origin=ALLOWED)
+    assert_readable_cross_origin(await good.open("?min_version=99.0.0"), 400)
+    assert (await good.open()).code == 200
+    assert_readable_cross_origin(await raw(hows_token, Origin=ALLOWED).open(), 429)
+    assert_readable_cross_origin(await good.recv(5), 400)
+    assert_readable_cross_origin(await good.fetch(f"/{good.session_id}/send", "POST", b"{"), 400)
+    assert_readable_cross_origin(await good.send(3, [request_envelope(1, "GET", "/")]), 409)
+    big = request_envelope(1, "PUT", "/api/contents/x.txt", body="A" * 8192)
+    assert_readable_cross_origin(await good.send(0, [big]), 413)
+    lost = raw(hows_token, Origin=ALLOWED)
+    lost.session_id = "no-such-session"
+    assert_readable_cross_origin(await lost.recv(0), 404)
+    assert_readable_cross_origin(await lost.send(0, []), 404)
+    assert_readable_cross_origin(await lost.delete(), 404)
+
+
 async def test_cookie_authenticated_writes_need_the_xsrf_token(raw, hows_server_url, hows_token):
     # Log in as a browser would, keeping the login and _xsrf cookies.
     client = raw(None)

@@ -59,6 +59,37 @@ class PollingHandler(TunnelSocketMixin, APIHandler):
             self.set_header("Access-Control-Allow-Credentials", "true")
         self.add_header("Vary", "Origin")
 
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """jupyter_server's JSON error, with the CORS headers a success would carry.
+
+        Tornado clears every header before writing an error; without them a page of an
+        allowed origin cannot read a refusal (its ``fetch`` only says "Failed to fetch").
+        """
+        self.set_cors_headers()
+        super().write_error(status_code, **kwargs)
+
+    def check_xsrf_cookie(self) -> None:
+        """Refuse an unauthenticated write as such, before any XSRF check.
+
+        jupyter_server checks XSRF before authentication, so a wrong or missing token
+        would be refused (and logged) as "'_xsrf' argument missing".
+        """
+        if hasattr(self, "_jupyter_current_user") and self.current_user is None:
+            raise self._not_authenticated()
+        super().check_xsrf_cookie()
+
+    def get_login_url(self) -> str:
+        """Never a login page: a polling request without valid credentials is a 403."""
+        if not self.current_user:
+            raise self._not_authenticated()
+        return str(super().get_login_url())
+
+    @staticmethod
+    def _not_authenticated() -> web.HTTPError:
+        return web.HTTPError(
+            403, "Polling request not authenticated (no valid token, login cookie or auth URL)"
+        )
+
     def _origin_explicitly_allowed(self, origin: str) -> bool:
         if self.allow_origin and self.allow_origin != "*":
             return bool(self.allow_origin == origin)
