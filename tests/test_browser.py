@@ -557,6 +557,28 @@ def test_wrong_token_is_refused_and_diagnose_says_the_origin_is_fine(
     assert result["diagnose"]["has_authentication_cookie"] is False
 
 
+def test_wrong_token_over_polling_is_a_readable_403(context: Any, setup: Setup) -> None:
+    # The polling endpoint's refusal carries the CORS headers of the allowed origin, so
+    # the page reads a 403 about its credentials (not "Failed to fetch": unreachable).
+    page = open_page(context, setup.page)
+    result = run(
+        page,
+        setup,
+        """
+        try {
+          await client.connect({ url: a.server, token: "not-the-token", transports: ["polling"] });
+          return { connected: true };
+        } catch (e) {
+          const failed = e.failures[0].error;
+          return { kind: failed.kind, status: failed.status, message: failed.message };
+        }
+        """,
+    )
+    assert result["kind"] == "refused", result
+    assert result["status"] == 403, result
+    assert "credentials (403: Polling request not authenticated" in result["message"], result
+
+
 def test_login_cookie_does_not_authenticate_a_cross_site_page_but_the_token_does(
     context: Any, setup: Setup
 ) -> None:
