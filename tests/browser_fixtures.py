@@ -38,6 +38,53 @@ CHROMIUM_ARGS = [
 ]
 
 
+#: Run in a page: load the client (from the server) and @jupyterlab/services (from the
+#: page's origin), then the test's body with ``a`` (its arguments) and these names.
+PRELUDE = """
+async (a) => {
+  const client = await import(a.server + "http_over_websocket/static/index.js");
+  const services = await import("/services.js");
+  const connect = (extra) => client.connect({ url: a.server, token: a.token, ...(extra || {}) });
+  const settingsFor = (tunnel) => services.ServerConnection.makeSettings({
+    baseUrl: a.server,
+    wsUrl: a.server.replace(/^http/, "ws"),
+    fetch: tunnel.fetch,
+    WebSocket: tunnel.WebSocket,
+    Request,
+    Headers,
+    token: a.token,
+  });
+  const errorText = (e) => `${e && e.name}: ${e && e.message}`;
+  %s
+}
+"""
+
+
+def open_page(context: Any, url: str) -> Any:
+    """A page at ``url`` whose console errors end up in the test's output."""
+    page = context.new_page()
+    page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
+    page.on("pageerror", lambda err: print(f"[pageerror] {err}"))
+    page.goto(url)
+    return page
+
+
+def run_in_page(page: Any, server: str, token: str, body: str, **args: Any) -> Any:
+    """Run ``body`` (an async function's body, with the prelude's names) in ``page``."""
+    return page.evaluate(PRELUDE % body, {"server": server, "token": token, **args})
+
+
+@contextlib.contextmanager
+def new_context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies, no cache), closed afterwards."""
+    ctx = browser.new_context()
+    ctx.set_default_timeout(60_000)
+    try:
+        yield ctx
+    finally:
+        ctx.close()
+
+
 def chromium_path() -> str:
     """Debian's Chromium (CHROMIUM_BIN overrides); a clear failure when it is missing."""
     path = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"

@@ -29,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_fixtures import jupyter_server, launch_browser, services_bundle
+from browser_fixtures import (
+    jupyter_server,
+    launch_browser,
+    new_context,
+    open_page,
+    run_in_page,
+    services_bundle,
+)
 
 from jupyter_http_over_ws import __version__
 from jupyter_http_over_ws.demo import PageServer, free_port
@@ -38,26 +45,6 @@ pytestmark = pytest.mark.slow
 
 ALL_BYTES = bytes(range(256)) * 64  # 16 KiB, every byte value, in every position mod 256
 BIG_SIZE = 512 * 1024 * 1024  # a sparse file: costs no disk, takes seconds to send whole
-
-#: Run in the page: load the client and @jupyterlab/services, then the test's body.
-PRELUDE = """
-async (a) => {
-  const client = await import(a.server + "http_over_websocket/static/index.js");
-  const services = await import("/services.js");
-  const connect = (extra) => client.connect({ url: a.server, token: a.token, ...(extra || {}) });
-  const settingsFor = (tunnel) => services.ServerConnection.makeSettings({
-    baseUrl: a.server,
-    wsUrl: a.server.replace(/^http/, "ws"),
-    fetch: tunnel.fetch,
-    WebSocket: tunnel.WebSocket,
-    Request,
-    Headers,
-    token: a.token,
-  });
-  const errorText = (e) => `${e && e.name}: ${e && e.message}`;
-  %s
-}
-"""
 
 
 class Setup:
@@ -137,28 +124,13 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def context(browser: Any) -> Iterator[Any]:
     """A fresh browser context: no cookies, no cache."""
-    ctx = browser.new_context()
-    ctx.set_default_timeout(60_000)
-    try:
+    with new_context(browser) as ctx:
         yield ctx
-    finally:
-        ctx.close()
-
-
-def open_page(context: Any, url: str) -> Any:
-    """A page at ``url`` whose console errors end up in the test's output."""
-    page = context.new_page()
-    page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
-    page.on("pageerror", lambda err: print(f"[pageerror] {err}"))
-    page.goto(url)
-    return page
 
 
 def run(page: Any, setup: Setup, body: str, token: str | None = None, **args: Any) -> Any:
     """Run ``body`` (an async function's body, with the prelude's names) in the page."""
-    arguments = {"server": setup.server, "token": setup.token if token is None else token}
-    arguments.update(args)
-    return page.evaluate(PRELUDE % body, arguments)
+    return run_in_page(page, setup.server, setup.token if token is None else token, body, **args)
 
 
 def log_in(context: Any, setup: Setup) -> list[dict[str, Any]]:

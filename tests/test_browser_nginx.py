@@ -1,0 +1,260 @@
+"""A page in Chromium works with Jupyter through a real nginx, old or current.
+
+Layout (all on loopback):
+
+- Jupyter with the extension at ``http://127.0.0.1:P/``, ``allow_origin`` the page's
+  origin (``http://localhost:Q``) and nothing else;
+- nginx (Debian's package) at ``http://127.0.0.1:N/`` proxying to it, configured either
+  as an *old* reverse proxy (HTTP/1.0 upstream, ``Upgrade`` not forwarded: every
+  WebSocket upgrade fails) or as nginx's documentation recommends (upgrades pass);
+- the test page at ``http://localhost:Q/``, another origin and another site than nginx's.
+
+The page knows only nginx's URL. It connects with the default transports: behind the
+old proxy the WebSocket fails and the polling transport takes over, behind the current
+one the WebSocket is used. Either way the same work gets done: list files, download and
+upload a binary file byte-exact, run code on a kernel through ``@jupyterlab/services``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser_fixtures import (
+    jupyter_server,
+    launch_browser,
+    new_context,
+    open_page,
+    run_in_page,
+    services_bundle,
+)
+from nginx_helpers import Nginx
+
+from jupyter_http_over_ws.demo import PageServer, free_port
+
+pytestmark = pytest.mark.slow
+
+#: Random bytes, then every byte value: a byte lost, changed or moved shows.
+PAYLOAD = os.urandom(512 * 1024 + 3) + bytes(range(256))
+
+KERNEL_CODE = """
+import sys
+from IPython.display import display
+print("to stdout")
+print("to stderr", file=sys.stderr)
+display({"text/plain": "a display"}, raw=True)
+6 * 7
+"""
+
+WORK = """
+        const tunnel = await connect();
+        const changes = [];
+        tunnel.addEventListener("transportchange", (e) => changes.push(e.detail.transport));
+        const out = { transport: tunnel.transport };
+
+        // List files.
+        const listing = await tunnel.fetch("api/contents");
+        out.listStatus = listing.status;
+        out.names = (await listing.json()).content.map((f) => f.name);
+
+        // Download a binary file, byte for byte.
+        const down = await tunnel.fetch("files/payload.bin");
+        const bytes = new Uint8Array(await down.arrayBuffer());
+        out.downStatus = down.status;
+        out.downLength = bytes.length;
+        out.downSha = Array.from(
+          new Uint8Array(await crypto.subtle.digest("SHA-256", bytes)),
+          (b) => b.toString(16).padStart(2, "0"),
+        ).join("");
+
+        // Upload the same bytes back as a new file (the Contents API: base64 in JSON).
+        let binary = "";
+        for (let i = 0; i < bytes.length; i += 0x8000) {
+          binary += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+        }
+        const model = { type: "file", format: "base64", content: btoa(binary) };
+        const up = await tunnel.fetch("api/contents/uploaded.bin", {
+          method: "PUT",
+          body: JSON.stringify(model),
+          headers: { "Content-Type": "application/json" },
+        });
+        out.upStatus = up.status;
+        out.upSize = (await up.json()).size;
+
+        // Run code on a kernel: @jupyterlab/services over tunnel.fetch and tunnel.WebSocket.
+        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
+        const kernel = await kernels.startNew({ name: "python3" });
+        const execute = async (code) => {
+          const outputs = [];
+          const future = kernel.requestExecute({ code });
+          future.onIOPub = (msg) => {
+            if (["stream", "display_data", "execute_result", "error"].includes(
+              msg.header.msg_type)) {
+              outputs.push({ type: msg.header.msg_type, content: msg.content });
+            }
+          };
+          let reply;
+          try {
+            reply = (await future.done).content;
+          } catch (e) {
+            reply = { status: "rejected", error: errorText(e) };
+          }
+          return { reply, outputs };
+        };
+        out.ok = await execute(a.code);
+        out.bad = await execute("1 / 0");
+        await kernel.shutdown();
+        kernels.dispose();
+
+        out.transportAfter = tunnel.transport;
+        out.changes = changes;
+        tunnel.close();
+        return out;
+"""
+
+
+class Servers:
+    """Jupyter, its files and the page, for this module."""
+
+    def __init__(self, **kw: Any) -> None:
+        self.__dict__.update(kw)
+
+    jupyter_port: int
+    token: str
+    root: Path
+    page: str
+    log: Path
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
+    """Jupyter (allowing the page's origin only) and the page server."""
+    base = tmp_path_factory.mktemp("browser-nginx")
+    pages = base / "pages"
+    pages.mkdir()
+    (pages / "index.html").write_text(
+        "<!doctype html><meta charset=utf-8><link rel=icon href='data:,'>"
+        "<title>test page</title><p>test page</p>\n"
+    )
+    shutil.copy(services_bundle(), pages / "services.js")
+    root = base / "root"
+    root.mkdir()
+    (root / "payload.bin").write_bytes(PAYLOAD)
+    token = secrets.token_hex(16)
+    port = free_port()
+    with PageServer(pages) as page:
+        origin = f"http://localhost:{page.port}"
+        with jupyter_server(
+            base / "jupyter", port=port, token=token, root_dir=root, allow_origin=origin
+        ):
+            yield Servers(
+                jupyter_port=port,
+                token=token,
+                root=root,
+                page=f"{origin}/",
+                log=base / "jupyter" / "server.log",
+            )
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module."""
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context per test."""
+    with new_context(browser) as ctx:
+        yield ctx
+
+
+@pytest.mark.parametrize(
+    ("upgrades", "expected"),
+    [(False, "polling"), (True, "websocket")],
+    ids=["old-proxy", "upgrading-proxy"],
+)
+def test_page_works_through_nginx(
+    servers: Servers, context: Any, tmp_path: Path, upgrades: bool, expected: str
+) -> None:
+    (servers.root / "uploaded.bin").unlink(missing_ok=True)
+    proxy = Nginx(tmp_path / "nginx", servers.jupyter_port, upgrades=upgrades)
+    proxy.start()
+    try:
+        page = open_page(context, servers.page)
+        result = run_in_page(page, proxy.url("/"), servers.token, WORK, code=KERNEL_CODE)
+        if result["transport"] == "polling":
+            # tunnel.close() deletes the polling session on the server, through nginx.
+            deadline = time.monotonic() + 15
+            while "DELETE /http_over_websocket/polling/" not in proxy.access_log():
+                assert time.monotonic() < deadline, "the polling session was not deleted"
+                time.sleep(0.1)
+    finally:
+        proxy.stop()
+    log = proxy.access_log()
+    summary = {k: v for k, v in result.items() if k not in ("ok", "bad")}
+    print(summary)
+
+    # The transport: the fallback behind the old proxy, the WebSocket behind the other.
+    assert result["transport"] == expected, summary
+    assert result["transportAfter"] == expected, summary
+    assert result["changes"] == [], summary
+    upgrades_refused = re.findall(r'"GET /http_over_websocket\?[^"]*" 400 ', log)
+    polls = re.findall(r'"(?:POST|GET|DELETE) /http_over_websocket/polling[^"]*" 20\d ', log)
+    if expected == "polling":
+        assert upgrades_refused, log
+        assert polls, log
+        assert " 101 " not in log
+        assert re.search(r'"DELETE /http_over_websocket/polling/[^/ ?"]+ HTTP/1.1" 204 ', log), log
+    else:
+        assert not upgrades_refused, log
+        assert not polls, log
+        # The tunnel, then the kernel's socket (proxied_ws), both upgraded through nginx.
+        assert re.search(r'"GET /http_over_websocket\?[^"]*" 101 ', log), log
+        assert re.search(r'"GET /http_over_websocket/proxied_ws/[^"]*" 101 ', log), log
+
+    # Files listed, the binary file downloaded and uploaded byte-exact.
+    assert result["listStatus"] == 200
+    assert "payload.bin" in result["names"]
+    assert result["downStatus"] == 200
+    assert result["downLength"] == len(PAYLOAD)
+    assert result["downSha"] == hashlib.sha256(PAYLOAD).hexdigest()
+    assert result["upStatus"] == 201, summary
+    assert result["upSize"] == len(PAYLOAD)
+    assert (servers.root / "uploaded.bin").read_bytes() == PAYLOAD
+
+    # Code ran on a kernel, with its outputs.
+    ok, bad = result["ok"], result["bad"]
+    assert ok["reply"]["status"] == "ok", ok
+    streams = {
+        o["content"]["name"]: o["content"]["text"] for o in ok["outputs"] if o["type"] == "stream"
+    }
+    assert streams == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
+    displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
+    assert displays == [{"text/plain": "a display"}]
+    results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]
+    assert results == [{"text/plain": "42"}]
+    errors = [o["content"] for o in bad["outputs"] if o["type"] == "error"]
+    assert [(e["ename"], e["evalue"]) for e in errors] == [
+        ("ZeroDivisionError", "division by zero")
+    ]
+    assert bad["reply"]["status"] in ("error", "rejected"), bad
