@@ -51,11 +51,13 @@ export async function explain(failures, options) {
     );
   }
   if (diagnosis) {
+    const why = options.token
+      ? "the token is wrong: use the one the server printed at start (`jupyter server list` shows it). "
+      : "no token was given, and browsers do not send a login cookie on a cross-site WebSocket " +
+        "upgrade, so pass the server's token (connect({ url, token })). ";
     return new TunnelError(
       "refused",
-      `The server (jupyter-http-over-ws ${diagnosis.extension_version}) refused the tunnel: ` +
-        "the token is wrong or missing. Browsers do not send a login cookie on a cross-site " +
-        "WebSocket upgrade, so pass the server's token (connect({ url, token })). " +
+      `The server (jupyter-http-over-ws ${diagnosis.extension_version}) refused the tunnel: ${why}` +
         `Run: ${doctor} (tried ${tried})`,
       { failures, diagnosis },
     );

@@ -80,7 +80,7 @@ test("a proxied socket to an unknown kernel fails with error then close over pol
 test("a wrong token over polling is refused in plain words", async () => {
   await assert.rejects(connect({ url: server.url, token: "wrong", transports: ["polling"] }), (e) => {
     assert.equal(e.kind, "refused");
-    assert.match(e.message, /token is wrong or missing/);
+    assert.match(e.message, /the token is wrong: use the one the server printed/);
     // The polling endpoint's own answer: a readable 403 that names the credentials.
     const [polling] = e.failures;
     assert.equal(polling.transport, "polling");

@@ -166,8 +166,14 @@ test("connect with a minVersion newer than the server rejects with the server's 
 test("a wrong token is refused with a message that says so", async () => {
   await assert.rejects(connect({ url: server.url, token: "wrong", transports: ["websocket"] }), (e) => {
     assert.equal(e.kind, "refused");
-    assert.match(e.message, /token is wrong or missing/);
+    assert.match(e.message, /the token is wrong: use the one the server printed/);
     assert.match(e.message, /doctor/);
+    return true;
+  });
+  // Without a token: the message says why a logged-in browser still needs one.
+  await assert.rejects(connect({ url: server.url, transports: ["websocket"] }), (e) => {
+    assert.equal(e.kind, "refused");
+    assert.match(e.message, /no token was given, and browsers do not send a login cookie/);
     return true;
   });
 });
