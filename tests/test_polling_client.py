@@ -13,6 +13,7 @@ from tornado import httpclient
 from tornado.web import URLSpec
 from tornado.websocket import WebSocketHandler
 
+from jupyter_http_over_ws._version import __version__
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.client._polling import PollingTransport
 
@@ -111,6 +112,27 @@ async def test_leaving_a_stream_early_cancels_it_on_the_server(
         await asyncio.sleep(0.05)
     assert session.tunnel.in_flight == 0
     assert (await polling_tunnel.request("GET", "/api/status")).status == 200
+
+
+async def test_the_servers_version_is_public_on_either_transport(
+    polling_tunnel, hows_server_url, hows_token
+):
+    assert polling_tunnel.extension_version == __version__
+    binary = await TunnelClient.connect(
+        hows_server_url, token=hows_token, transports=("websocket",), framing="binary"
+    )
+    plain = await TunnelClient.connect(hows_server_url, token=hows_token, transports=("websocket",))
+    try:
+        # The binary-framing hello announces it before the first reply.
+        assert (await binary.request("GET", "/api/status")).status == 200
+        assert binary.framing == "binary"
+        assert binary.extension_version == __version__
+        # A JSON-framed WebSocket is not told.
+        assert (await plain.request("GET", "/api/status")).status == 200
+        assert plain.extension_version is None
+    finally:
+        await binary.close()
+        await plain.close()
 
 
 async def test_closing_the_client_closes_the_session(hows_server_url, hows_token, jp_serverapp):

@@ -13,6 +13,7 @@ from kernel_helpers import V1, KernelSocket, by_type, stdout_text
 from nginx_helpers import Nginx
 from tornado import httpclient
 
+from jupyter_http_over_ws._version import __version__
 from jupyter_http_over_ws.client import TunnelClient, TunnelClosedError
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -151,6 +152,8 @@ async def test_upgrade_back_to_websocket_loses_nothing(
             chunks += [chunk async for chunk in download]
         assert b"".join(chunks) == payload
         assert changes == ["websocket"]
+        # Told by the polling session, kept on the (JSON-framed) WebSocket that is not.
+        assert tunnel.extension_version == __version__
         # New requests go over the WebSocket; the polling session is closed once idle.
         assert (await tunnel.request("GET", "/api/status")).status == 200
         ext = next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))

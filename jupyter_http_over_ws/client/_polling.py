@@ -64,7 +64,9 @@ class PollingTransport:
         self.endpoint = endpoint
         self._http = http
         self.session_id = str(session["session_id"])
-        self.extension_version = str(session.get("extension_version", ""))
+        version = session.get("extension_version")
+        #: The server's extension version, from the session's open answer.
+        self.extension_version: str | None = version if isinstance(version, str) else None
         self.poll_timeout = float(session.get("poll_timeout", 25))
         #: After this long without reaching the server, the session is given up: the
         #: server has expired it by then (its ``idle_timeout``).

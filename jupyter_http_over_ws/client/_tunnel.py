@@ -17,7 +17,7 @@ from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
 from ..framing import encode_binary_request, parse_binary_reply, parse_hello
-from ..protocol import ReplyFrame, dumps, encode_request, parse_reply
+from ..protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
 from ._polling import PolledWebSocket, PollingTransport
 from ._websocket import WebSocketTransport
@@ -129,8 +129,10 @@ class TunnelClient:
         self._upgrader: asyncio.Task[None] | None = None
         #: How many times the transport changed after connecting.
         self.transport_changes = 0
+        self._extension_version: str | None = None
         if isinstance(connection, PollingTransport):
             self._current: Any = connection
+            self._extension_version = connection.extension_version
             connection._on_message = self._on_message
             connection._on_closed = self._on_transport_closed
         else:
@@ -235,6 +237,17 @@ class TunnelClient:
         return str(self._current.name)
 
     @property
+    def extension_version(self) -> str | None:
+        """The server's jupyter-http-over-ws version, when a transport told it, else ``None``.
+
+        The polling transport learns it when the session opens; the WebSocket transport
+        from the hello frame of binary framing (``framing="binary"``), which arrives
+        before the first reply. A JSON-framed WebSocket is not told (ask
+        :func:`diagnose`). The last version learned is kept across transport changes.
+        """
+        return self._extension_version
+
+    @property
     def framing(self) -> str:
         """The framing requests go out in: ``"json"``, or ``"binary"`` once confirmed."""
         return str(getattr(self._current, "framing", "json"))
@@ -321,6 +334,9 @@ class TunnelClient:
             hello = parse_hello(message)
             if hello is not None:
                 transport.framing = hello
+                version = decode_object(message).get("extension_version")
+                if isinstance(version, str):
+                    transport.extension_version = self._extension_version = version
                 return
             frame = parse_reply(message)
         entry = self._pending.get(frame.message_id)

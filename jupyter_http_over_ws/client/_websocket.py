@@ -32,6 +32,8 @@ class WebSocketTransport:
         self.framing = "json"
         if connection.headers is not None and connection.headers.get(FRAMING_HEADER) == "binary":
             self.framing = "binary"
+        #: The server's extension version, once a binary-framing hello announced it.
+        self.extension_version: str | None = None
         self._reader = asyncio.ensure_future(self._read_loop())
 
     @property
