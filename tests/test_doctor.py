@@ -588,6 +588,9 @@ async def test_behind_a_proxy_that_drops_upgrades(
         ("polling", "ok"),
         ("kernel", "ok"),
     ]
+    (extension,) = findings(report, "extension")
+    assert f"extension {__version__} is loaded" in extension["message"]
+    assert "from the polling transport" in extension["message"]
     (websocket,) = findings(report, "websocket")
     assert f"{url}http_over_websocket/diagnose answered HTTP 400" in websocket["message"]
     assert PROXY_SENTENCE in websocket["message"]

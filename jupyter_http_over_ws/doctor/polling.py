@@ -9,6 +9,7 @@ instead, and :func:`check_without_websockets` says which of the two is broken.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from .access import NO_AUTHENTICATION, open_tunnel, report_refusal
@@ -113,11 +114,24 @@ async def open_without_websockets(
                 outcome = "The polling fallback failed too (above): no client can connect."
             report.add("websocket", PROBLEM, _dropped(url, outcome), PROXY_FIX)
         return None
+    _name_the_version(report, tunnel.extension_version)
     if token is None:
         report.add("credentials", OK, NO_AUTHENTICATION)
     else:
         report.add("credentials", OK, "The token is accepted (by the polling transport).")
     return tunnel
+
+
+def _name_the_version(report: Report, version: str | None) -> None:
+    """Complete the ``extension`` finding with the version the polling session told."""
+    for i, finding in enumerate(report.findings):
+        if version and finding.check == "extension" and finding.status == OK:
+            report.findings[i] = dataclasses.replace(
+                finding,
+                message=f"The jupyter_http_over_ws extension {version} is loaded (its diagnose "
+                "URL answers; the version comes from the polling transport, as WebSocket "
+                "upgrades do not get through).",
+            )
 
 
 async def check_without_websockets(report: Report, target: Target, url: str, tunnel: Any) -> bool:
