@@ -175,6 +175,13 @@ async def test_auth_url_credentials_work_over_polling(hows_server_url, hows_toke
         assert (await tunnel.request("GET", "/api/contents")).status == 200
     finally:
         await tunnel.close()
+    # The auth URL's token is what authenticates: a wrong one is refused, over either.
+    for transports in (("polling",), BOTH):
+        with pytest.raises(httpclient.HTTPClientError) as refused:
+            await TunnelClient.connect(
+                hows_server_url, auth_url=f"{hows_server_url}?token=wrong", transports=transports
+            )
+        assert refused.value.code == 403
 
 
 class Echo(WebSocketHandler):
