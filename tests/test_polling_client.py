@@ -28,12 +28,9 @@ def config(**app):
 
 
 @pytest.fixture
-def polling_tunnel(hows_server_url, hows_token, jp_asyncio_loop):
-    client = jp_asyncio_loop.run_until_complete(
-        TunnelClient.connect(hows_server_url, token=hows_token, transports=("polling",))
-    )
-    yield client
-    jp_asyncio_loop.run_until_complete(client.close())
+def polling_tunnel(hows_polling_tunnel):
+    """The pytest plugin's polling-only tunnel (``hows_polling_tunnel``)."""
+    return hows_polling_tunnel
 
 
 def extension(jp_serverapp):
@@ -133,6 +130,16 @@ async def test_the_servers_version_is_public_on_either_transport(
     finally:
         await binary.close()
         await plain.close()
+
+
+async def test_the_plugins_polling_fixture(hows_polling_tunnel, jp_serverapp):
+    tunnel = hows_polling_tunnel
+    assert tunnel.transport == "polling"
+    assert isinstance(tunnel._current, PollingTransport)
+    sessions = extension(jp_serverapp).polling_sessions
+    assert len(sessions) == 1  # a real session on the server, not a WebSocket
+    assert (await tunnel.request("GET", "/api/status")).status == 200
+    assert tunnel._upgrader is None  # polling only: it never tries the WebSocket
 
 
 async def test_closing_the_client_closes_the_session(hows_server_url, hows_token, jp_serverapp):
