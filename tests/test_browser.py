@@ -490,6 +490,12 @@ def test_foreign_origin_is_refused_with_a_clear_message(context: Any, setup: Set
     print(result)
     assert not result["cookie"].startswith("connected"), result
     assert "Error" in result["cookie"].split(":")[0], result
+    # connect() tells the origin apart from an unreachable server (the client's own code
+    # answers every origin; diagnose refuses this one) and names the flag that fixes it.
+    assert (
+        f"this page's origin {setup.foreign_page.rstrip('/')} is not allowed" in result["cookie"]
+    ), result
+    assert f"--ServerApp.allow_origin='{setup.foreign_page.rstrip('/')}'" in result["cookie"]
     # diagnose() is refused too (its origin check applies), and says the origin may be why.
     assert "Error" in result["diagnose"].split(":")[0], result
     assert "origin is not allowed" in result["diagnose"], result

@@ -5,6 +5,9 @@
 import { diagnose } from "./diagnose.js";
 import { TunnelError } from "./errors.js";
 
+/** The client's entry module, served by the extension to every origin. */
+const STATIC_PATH = "http_over_websocket/static/index.js";
+
 /** Plain words for why no transport could be opened (asks `diagnose` when that helps). */
 export async function explain(failures, options) {
   const version = failures.find((f) => f.error.kind === "version");
@@ -62,6 +65,24 @@ export async function explain(failures, options) {
       { failures, diagnosis },
     );
   }
+  if (diagnoseError && (await clientAnswers(options))) {
+    // The server and the extension answer a request that needs no origin check (the
+    // client's own code, public to every origin), but diagnose refused this page: its
+    // origin is what the server does not allow. (With a valid token the tunnel would
+    // have opened anyway: jupyter_server skips the origin check for tokens.)
+    const origin = pageOrigin();
+    const token = options.token
+      ? "the token was refused, and this page's origin"
+      : "no token was given, and this page's origin";
+    return new TunnelError(
+      "refused",
+      `The server at ${options.baseUrl} answers, but refused the tunnel: ${token} ${origin} is not ` +
+        `allowed there. Start it with --ServerApp.allow_origin='${origin}' (or an allow_origin_pat ` +
+        "that matches it), or connect with the server's token. (Behind a proxy that drops " +
+        `WebSocket upgrades the same happens; the doctor tells them apart.) Run: ${doctor} (tried ${tried})`,
+      { failures },
+    );
+  }
   const refused = failures.find((f) => f.error.kind === "refused");
   if (refused && !diagnoseError) {
     return new TunnelError("refused", `The server refused the tunnel (${tried}). Run: ${doctor}`, { failures });
@@ -74,6 +95,21 @@ export async function explain(failures, options) {
       `Run: ${doctor} (tried ${tried})`,
     { failures },
   );
+}
+
+/** Whether the extension's static client answers (no credentials, any origin). */
+async function clientAnswers(options) {
+  if (typeof options.fetch !== "function") return false;
+  try {
+    const response = await options.fetch(`${options.baseUrl}${STATIC_PATH}`, {
+      method: "HEAD",
+      credentials: "omit",
+      cache: "no-store",
+    });
+    return response.ok;
+  } catch {
+    return false;
+  }
 }
 
 function pageOrigin() {
