@@ -179,7 +179,9 @@ def parse_envelope(obj: Any) -> Envelope:
         path = obj["open"]
         if not isinstance(path, str):
             raise _bad('"open" must be a path')
-        protocols = obj.get("protocols") or []
+        protocols = obj.get("protocols")
+        if protocols is None:
+            protocols = []
         if (
             not isinstance(protocols, list)
             or len(protocols) > MAX_PROTOCOLS
@@ -216,7 +218,10 @@ def _parse_numbered(body: str | bytes, what: str) -> tuple[int, list[Any], Any]:
 def parse_send(body: str | bytes) -> SendBatch:
     """Validate the body of a ``send`` request; raises a 400 :class:`ProtocolError`."""
     seq, messages, _ = _parse_numbered(body, "send")
-    return SendBatch(seq, tuple(parse_envelope(m) for m in messages))
+    envelopes = tuple(parse_envelope(m) for m in messages)
+    if any(isinstance(e, OpenedEnvelope | ClosedEnvelope) for e in envelopes):
+        raise _bad('"opened" and "closed" envelopes only come from the server')
+    return SendBatch(seq, envelopes)
 
 
 def parse_batch(body: str | bytes) -> ReceiveBatch:

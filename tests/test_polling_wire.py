@@ -61,8 +61,11 @@ def test_envelopes_round_trip(envelope):
 
 def test_batches_round_trip():
     body = encode_batch(5, [encode_envelope(e) for e in ENVELOPES])
-    assert parse_send(body).seq == 5
-    assert parse_send(body).messages == tuple(ENVELOPES)
+    assert parse_batch(body).seq == 5
+    assert parse_batch(body).messages == tuple(ENVELOPES)
+    sendable = [e for e in ENVELOPES if not isinstance(e, OpenedEnvelope | ClosedEnvelope)]
+    sent = parse_send(encode_batch(5, [encode_envelope(e) for e in sendable]))
+    assert (sent.seq, sent.messages) == (5, tuple(sendable))
     closed = parse_batch(encode_batch(9, [], (4408, "Idle for 60 s")))
     assert closed.messages == ()
     assert closed.closed == (4408, "Idle for 60 s")
@@ -86,6 +89,11 @@ def test_batches_round_trip():
         b'{"seq": 0, "messages": [{"channel": 1, "binary": "***"}]}',
         b'{"seq": 0, "messages": [{"channel": 1, "open": 5}]}',
         b'{"seq": 0, "messages": [{"channel": 1, "open": "/x", "protocols": "p"}]}',
+        b'{"seq": 0, "messages": [{"channel": 1, "open": "/x", "protocols": false}]}',
+        b'{"seq": 0, "messages": [{"channel": 1, "open": "/x", "protocols": {}}]}',
+        b'{"seq": 0, "messages": [{"channel": 1, "open": "/x", "protocols": ""}]}',
+        b'{"seq": 0, "messages": [{"channel": 1, "opened": {}}]}',
+        b'{"seq": 0, "messages": [{"channel": 1, "closed": {"code": 1000}}]}',
         b'{"seq": 0, "messages": [{"channel": 1, "close": {"code": 99}}]}',
         b'{"seq": 0, "messages": [{"channel": 1, "close": []}]}',
         b'{"seq": 0, "messages": [{"channel": 1}]}',
