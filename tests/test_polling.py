@@ -302,7 +302,10 @@ async def test_refusals_carry_cors_headers_for_the_allowed_origin(raw, hows_toke
     ):
         assert_readable_cross_origin(response, 403)
         assert "authenticat" in json.loads(response.body)["message"]
-    # The log names the failed authentication, not a missing XSRF token.
+    in_query = raw(None, Origin=ALLOWED)
+    assert_readable_cross_origin(await in_query.fetch("/x/recv?since=0&token=wrong-token"), 403)
+    assert_readable_cross_origin(await in_query.open("?token=wrong-token"), 403)
+    # The log names the failed authentication, not a missing XSRF token, nor the token.
     logged = " ".join(r.getMessage() for r in caplog.records)
     assert "_xsrf" not in logged
     assert "authenticat" in logged

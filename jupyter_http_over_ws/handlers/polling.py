@@ -64,8 +64,11 @@ class PollingHandler(TunnelSocketMixin, APIHandler):
 
         Tornado clears every header before writing an error; without them a page of an
         allowed origin cannot read a refusal (its ``fetch`` only says "Failed to fetch").
+        Not for a refusal before ``prepare()`` (a method Tornado does not know, 405):
+        nobody is authenticated yet, and asking who would raise.
         """
-        self.set_cors_headers()
+        if hasattr(self, "_jupyter_current_user"):
+            self.set_cors_headers()
         super().write_error(status_code, **kwargs)
 
     def check_xsrf_cookie(self) -> None:
@@ -83,6 +86,10 @@ class PollingHandler(TunnelSocketMixin, APIHandler):
         if not self.current_user:
             raise self._not_authenticated()
         return str(super().get_login_url())
+
+    def _request_summary(self) -> str:
+        """Tornado's summary for its refusal log line, without the query (``?token=``)."""
+        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
 
     @staticmethod
     def _not_authenticated() -> web.HTTPError:
