@@ -31,6 +31,16 @@ def _trim(signum, frame):
         ctypes.CDLL(libc).malloc_trim(0)
 
 signal.signal(signal.SIGUSR2, _trim)
+
+def _dump(signum, frame):  # what a server that does not stop is waiting for
+    import asyncio, faulthandler, sys
+    faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+    loop = asyncio._get_running_loop()
+    if loop is not None:
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(file=sys.stderr)
+
+signal.signal(signal.SIGTTIN, _dump)
 """
 
 
@@ -154,8 +164,10 @@ class ServerProcess:
         while self.proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTTIN)  # the config above: dump asyncio tasks
+            await asyncio.sleep(1.0)
             self.kill()
-            raise TimeoutError(f"server did not stop:\n{self.log()[-5000:]}")
+            raise TimeoutError(f"server did not stop:\n{self.log()[-20000:]}")
         return int(self.proc.returncode)
 
     def kill(self) -> None:
