@@ -136,7 +136,7 @@ class ReplyStream:
         """
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self._closed is not None:
-            future.set_exception(StreamClosedError(real_error=self._closed))
+            _fail(future, self._closed)
             return future
         self._buffered += len(chunk)
         if self._buffered <= self._chunk_size:
@@ -158,7 +158,7 @@ class ReplyStream:
         while self._chunks:
             _, future = self._chunks.popleft()
             if future is not None and not future.done():
-                future.set_exception(StreamClosedError(real_error=error))
+                _fail(future, error)
         self._wakeup.set()
 
     async def run(self) -> None:
@@ -227,6 +227,17 @@ class ReplyStream:
         self._buffered -= size
         data = parts[0] if len(parts) == 1 else b"".join(parts)
         return bytes(data) if parts else b"", resolved
+
+
+def _fail(future: asyncio.Future[None], error: BaseException) -> None:
+    """Fail a write future as a closed stream, marked as seen.
+
+    Handlers often drop the future of their last write (``finish()`` does); Tornado's
+    own HTTP connection retrieves such failures, so a client that leaves is not
+    logged as "Future exception was never retrieved". Awaiting it still raises.
+    """
+    future.set_exception(StreamClosedError(real_error=error))
+    future.exception()
 
 
 class _TunnelledConnection(httputil.HTTPConnection):

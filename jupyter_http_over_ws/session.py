@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from tornado.iostream import StreamClosedError
+
 from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
 from .framing import parse_binary_message
 from .protocol import (
@@ -133,6 +135,10 @@ class TunnelSession:
             await self._dispatcher.dispatch(request, reply)
         except asyncio.CancelledError:
             raise
+        except StreamClosedError:
+            # The client went away mid-reply (its socket closed under the reply): nothing
+            # failed inside the tunnel, and nobody is left to tell.
+            self._log.debug("http_over_websocket: %s reply cut short: client gone", request.method)
         except Exception:
             self._log.exception(
                 "http_over_websocket: %s request failed inside the tunnel", request.method

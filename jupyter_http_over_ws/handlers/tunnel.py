@@ -8,7 +8,8 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado.ioloop import PeriodicCallback
-from tornado.websocket import WebSocketHandler
+from tornado.iostream import StreamClosedError
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
@@ -71,7 +72,10 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
 
     async def _send_frame(self, frame: bytes, binary: bool) -> None:
         # Tornado sends bytes given with binary=False as a text frame, unchanged.
-        await self.write_message(frame, binary=binary)
+        try:
+            await self.write_message(frame, binary=binary)
+        except WebSocketClosedError as e:  # the client is gone: a closed stream, as in HTTP
+            raise StreamClosedError(real_error=e) from None
 
     def on_message(self, message: str | bytes) -> None:
         """Start the request a client frame asks for; never wait for it here."""
