@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
+from urllib.parse import urlencode
 
 import pytest
 from jupyter_server.auth import Authorizer
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
 
 from jupyter_http_over_ws import __version__
 from jupyter_http_over_ws.client import TunnelClient, diagnose
@@ -281,3 +283,36 @@ async def test_authorizer_applies_through_the_tunnel(hows_tunnel, hows_server_ur
     tunnelled = await hows_tunnel.request("PUT", "/api/contents/x.txt", body=body)
     assert straight.code == tunnelled.status == 403
     assert (await hows_tunnel.request("GET", "/api/contents")).status == 200
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "http_over_websocket",
+        "http_over_websocket/diagnose",
+        "http_over_websocket/proxied_ws/api/kernels/0000/channels",
+        "http_over_websocket/polling",
+    ],
+)
+@pytest.mark.parametrize("how", ["token", "jupyter_http_over_ws_auth_url"])
+async def test_a_refused_credential_is_never_logged(
+    hows_server_url, jp_base_url, captured_logs, path, how
+):
+    """A wrong token is a near miss of the real one: refusals must not log it either."""
+    secret = "wrong-token-3f9d2c7a51"
+    value = secret if how == "token" else f"http://localhost{jp_base_url}?token={secret}"
+    query = urlencode({how: value})
+    headers = {"Origin": "https://elsewhere.example"}
+    if path.endswith("polling"):
+        url = f"{hows_server_url}{path}?{query}"
+        request = HTTPRequest(url, method="POST", headers=headers, body=b"{}")
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        assert response.code == 403
+    else:
+        url = f"ws{hows_server_url[4:]}{path}?{query}"
+        with pytest.raises(HTTPClientError) as refused:
+            await websocket_connect(HTTPRequest(url, headers=headers))
+        assert refused.value.code == 403
+    refusals = [line for line in captured_logs if "403" in line and path in line]
+    assert refusals, f"expected the refusal to be logged: {captured_logs}"
+    assert not [line for line in captured_logs if secret in line]
