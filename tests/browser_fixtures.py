@@ -60,6 +60,20 @@ async (a) => {
 """
 
 
+def stream_texts(outputs: list[dict[str, Any]]) -> dict[str, str]:
+    """The kernel's stream outputs joined per stream name.
+
+    A kernel may split one ``print`` into several stream messages (the text, then the
+    newline), depending on when its output thread flushes.
+    """
+    texts: dict[str, str] = {}
+    for output in outputs:
+        if output["type"] == "stream":
+            name = output["content"]["name"]
+            texts[name] = texts.get(name, "") + output["content"]["text"]
+    return texts
+
+
 def open_page(context: Any, url: str) -> Any:
     """A page at ``url`` whose console errors end up in the test's output."""
     page = context.new_page()

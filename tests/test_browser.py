@@ -36,6 +36,7 @@ from browser_fixtures import (
     open_page,
     run_in_page,
     services_bundle,
+    stream_texts,
 )
 
 from jupyter_http_over_ws import __version__
@@ -280,10 +281,7 @@ def test_jupyterlab_services_kernel_outputs_through_the_tunnel(context: Any, set
     )
     ok, bad = result["ok"], result["bad"]
     assert ok["reply"]["status"] == "ok", ok
-    streams = {
-        o["content"]["name"]: o["content"]["text"] for o in ok["outputs"] if o["type"] == "stream"
-    }
-    assert streams == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
+    assert stream_texts(ok["outputs"]) == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
     displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
     assert displays == [{"text/plain": "a display", "text/markdown": "**a display**"}]
     results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]

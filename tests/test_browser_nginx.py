@@ -35,6 +35,7 @@ from browser_fixtures import (
     open_page,
     run_in_page,
     services_bundle,
+    stream_texts,
 )
 from nginx_helpers import Nginx
 
@@ -247,10 +248,7 @@ def test_page_works_through_nginx(
     # Code ran on a kernel, with its outputs.
     ok, bad = result["ok"], result["bad"]
     assert ok["reply"]["status"] == "ok", ok
-    streams = {
-        o["content"]["name"]: o["content"]["text"] for o in ok["outputs"] if o["type"] == "stream"
-    }
-    assert streams == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
+    assert stream_texts(ok["outputs"]) == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
     displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
     assert displays == [{"text/plain": "a display"}]
     results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]
