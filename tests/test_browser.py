@@ -607,7 +607,7 @@ POLLING_KERNEL = """
             if (msg.header.msg_type === "stream") texts.push(msg.content.text);
           };
           const reply = await future.done;
-          return { status: reply.content.status, texts };
+          return { status: reply.content.status, texts: texts.join("") };
         };
 """
 
@@ -633,7 +633,7 @@ def test_polling_transport_carries_jupyterlab_services(context: Any, setup: Setu
     )
     assert result["transport"] == "polling"
     assert "hello.txt" in result["names"]
-    assert result["first"] == {"status": "ok", "texts": ["over polling 42\n"]}
+    assert result["first"] == {"status": "ok", "texts": "over polling 42\n"}
 
 
 def test_blocked_websocket_falls_back_to_polling_and_upgrades_later(
@@ -670,7 +670,7 @@ def test_blocked_websocket_falls_back_to_polling_and_upgrades_later(
     )
     assert blocked["refused"] >= 1
     assert before["transport"] == "polling"
-    assert before["first"] == {"status": "ok", "texts": ["before the upgrade\n"]}
+    assert before["first"] == {"status": "ok", "texts": "before the upgrade\n"}
 
     blocked["on"] = False
     after = run(
@@ -693,7 +693,7 @@ def test_blocked_websocket_falls_back_to_polling_and_upgrades_later(
     assert after["transport"] == "websocket"
     assert after["changes"] == ["websocket"]
     assert after["content"] == "hello from the server's disk\n"
-    assert after["second"] == {"status": "ok", "texts": ["after the upgrade\n"]}
+    assert after["second"] == {"status": "ok", "texts": "after the upgrade\n"}
 
 
 def test_tunnel_websocket_has_the_browser_websocket_interface(context: Any, setup: Setup) -> None:
