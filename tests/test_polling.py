@@ -136,7 +136,8 @@ async def test_envelopes_reach_a_proxied_socket_once_and_in_order(raw, hows_tunn
                 if msg["header"]["msg_type"] == "stream":
                     printed.append(msg["content"]["text"])
     assert opened == V1
-    assert printed == ["1\n", "2\n", "3\n", "4\n"]
+    # In order; a kernel may send a newline as its own stream message.
+    assert "".join(printed) == "1\n2\n3\n4\n"
     await client.delete()
     await hows_tunnel.request("DELETE", f"/api/kernels/{kernel_id}")
 
