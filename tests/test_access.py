@@ -14,6 +14,7 @@ from tornado.websocket import websocket_connect
 from jupyter_http_over_ws import __version__
 from jupyter_http_over_ws.client import TunnelClient, diagnose
 from jupyter_http_over_ws.client._connect import Endpoint
+from jupyter_http_over_ws.handlers import proxied_ws as proxied_ws_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -29,6 +30,20 @@ def jp_server_config():
             "allow_origin": ALLOWED,
         }
     }
+
+
+@pytest.fixture
+def upstream_urls(monkeypatch):
+    """Every upstream socket proxied_ws dials (the spy still dials it)."""
+    urls = []
+    real = proxied_ws_module.connect_upstream
+
+    async def spy(url, *args, **kwargs):
+        urls.append(url)
+        return await real(url, *args, **kwargs)
+
+    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
+    return urls
 
 
 async def direct(url, method="GET", body=None, **headers):
@@ -148,6 +163,65 @@ async def test_spoofed_host_is_refused_as_directly(hows_server_url, hows_token):
             hows_server_url, token=hows_token, headers={"Host": "rebind.evil.example"}
         )
     assert e.value.code == 403
+
+
+@pytest.mark.parametrize(
+    "path", ["http_over_websocket/diagnose", "http_over_websocket/proxied_ws/api/kernels"]
+)
+async def test_spoofed_host_is_refused_on_the_other_endpoints(
+    hows_server_url, hows_token, upstream_urls, path
+):
+    with pytest.raises(HTTPClientError) as e:
+        await Endpoint(
+            hows_server_url, token=hows_token, headers={"Host": "rebind.evil.example"}
+        ).open(path)
+    assert e.value.code == 403
+    assert upstream_urls == []
+
+
+async def test_foreign_origin_opens_nothing_upstream(hows_server_url, hows_token, upstream_urls):
+    """proxied_ws checks the origin before dialling: Tornado's own check comes too late."""
+    cookies = await login_cookies(hows_server_url, hows_token)
+    with pytest.raises(HTTPClientError) as e:
+        await Endpoint(hows_server_url, cookies=cookies, origin=FOREIGN).open(
+            "http_over_websocket/proxied_ws/api/kernels/0000/channels"
+        )
+    assert e.value.code == 403
+    assert upstream_urls == []
+
+
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [
+        {
+            "ServerApp": {
+                "jpserver_extensions": {"jupyter_http_over_ws": True},
+                "allow_origin_pat": r"https://trusted\.example",
+            }
+        }
+    ],
+)
+# jupyter_server warns when a pattern matched only as a prefix (and refuses the origin).
+@pytest.mark.filterwarnings("ignore:allow_origin_pat:UserWarning")
+async def test_allow_origin_pat_matches_the_whole_origin(
+    hows_server_url, hows_token, upstream_urls
+):
+    """jupyter_server>=2.18 (CVE-2026-40110): a prefix-extended origin is foreign."""
+    cookies = await login_cookies(hows_server_url, hows_token)
+    trusted = "https://trusted.example"
+    async with await TunnelClient.connect(hows_server_url, cookies=cookies, origin=trusted) as c:
+        assert (await c.request("GET", "/api/status")).status == 200
+    assert (await diagnose(hows_server_url, origin=trusted)).message_id
+    lookalike = "https://trusted.example.evil.com"
+    for path in [
+        "http_over_websocket",
+        "http_over_websocket/diagnose",
+        "http_over_websocket/proxied_ws/api/kernels/0000/channels",
+    ]:
+        with pytest.raises(HTTPClientError) as e:
+            await Endpoint(hows_server_url, cookies=cookies, origin=lookalike).open(path)
+        assert e.value.code == 403, path
+    assert upstream_urls == []
 
 
 async def test_client_cannot_override_identity_headers(hows_tunnel):
