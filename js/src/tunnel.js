@@ -221,12 +221,23 @@ export class Tunnel extends EventTarget {
   }
 
   /**
+   * The transport in use once one is ready, read after the wait: an upgrade that lands
+   * while a request waits retires (and may close) the transport the wait began on.
+   */
+  async _current() {
+    for (;;) {
+      await this._ready();
+      if (this._transport) return this._transport;
+    }
+  }
+
+  /**
    * Start one tunnelled request. `sink` gets head({status, statusText, headers}),
    * data(bytes), done() and error(e). Resolves with a handle whose cancel() sends the
    * protocol's cancel (the request still ends with one final frame).
    */
   async _request({ method, path, headers, body }, sink) {
-    const transport = await this._ready();
+    const transport = await this._current();
     const messageId = this._nextId++;
     const message = encodeRequest({ messageId, method, path, headers, body }, body && body.byteLength && transport.framing === "binary" ? "binary" : "json");
     this._pending.set(messageId, { transport, sink });
@@ -255,7 +266,7 @@ export class Tunnel extends EventTarget {
 
   /** Open a proxied socket; resolves with the transport's channel. */
   async _openChannel(path, protocols, handlers) {
-    const transport = await this._ready();
+    const transport = await this._current();
     this._channels.set(transport, (this._channels.get(transport) || 0) + 1);
     let released = false;
     const release = () => {

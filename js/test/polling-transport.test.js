@@ -7,6 +7,7 @@ import { after, before, test } from "node:test";
 import { connect } from "../src/index.js";
 import { checkBodyTypes, checkCloseEndsSockets, execute, pattern, runOnKernel } from "../testing/checks.js";
 import { startServer } from "../testing/server.js";
+import { WebSocketTransport } from "../src/ws-transport.js";
 
 let server;
 let tunnel;
@@ -146,6 +147,28 @@ test("a tunnel on polling moves to the WebSocket once an upgrade succeeds, witho
     assert.equal(switching._retiring.size, 0);
     const r = await switching.fetch(`api/kernels/${kernelId}`, { method: "DELETE" });
     assert.equal(r.status, 204);
+  } finally {
+    switching.close();
+  }
+});
+
+test("a request or socket started just as the upgrade lands goes to the new transport", async () => {
+  // The switch (here done by hand with a real WebSocket transport) lands between the
+  // moment fetch()/new WebSocket() start and the moment they pick a transport: they must
+  // not pick the polling session that the switch has just retired and closed.
+  const switching = await connect({ url: server.url, token: server.token, transports: ["polling"] });
+  try {
+    const ws = await WebSocketTransport.open(switching._options);
+    const response = switching.fetch("api/status");
+    const socket = new switching.WebSocket(`${server.url}api/kernels/not-a-kernel/channels`);
+    const closed = new Promise((resolve) => socket.addEventListener("close", resolve, { once: true }));
+    switching._use(ws);
+    assert.equal(switching.transport, "websocket");
+    assert.equal((await response).status, 200);
+    // The socket reached the server (which refuses the unknown kernel), not a closed session.
+    const event = await closed;
+    assert.equal(switching._channels.size, 1, "no count is left on the retired transport");
+    assert.equal(event.wasClean, false);
   } finally {
     switching.close();
   }
