@@ -390,6 +390,9 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     upstream = channel.upstream
     assert upstream is not None
     assert session.tunnel.in_flight == 1  # the download, stuck on the full buffer
+    # Expiry cancels in-flight requests itself (one not stuck on the buffer, e.g. a slow
+    # upstream, would not notice the buffer closing).
+    (download,) = list(session.tunnel._in_flight)
     open_sessions = ZMQChannelsWebsocketConnection._open_sessions
     assert f"{kernel_id}:{kernel_session}" in open_sessions  # the kernel's own handler
     assert session in ext.sockets
@@ -402,6 +405,7 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     assert session.closed[0] == 4408
     await asyncio.sleep(0.2)
     assert session.tunnel.in_flight == 0
+    assert download.cancelled()
     protocol = upstream.protocol
     assert protocol is None or protocol.client_terminated or protocol.server_terminated
     assert session not in ext.sockets
