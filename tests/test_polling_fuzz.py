@@ -106,6 +106,23 @@ any_envelopes = st.fixed_dictionaries(
         "closed": json_values,
     },
 )
+# Well-formed envelopes: unknown, reused and the largest channel numbers, frames for the
+# tunnel that are not tunnel messages, opens of harmless and refused paths, closes.
+channels = st.integers(min_value=0, max_value=4) | st.just(2**31 - 1)
+good_envelopes = st.one_of(
+    st.builds(lambda c, t: {"channel": c, "text": t}, channels, st.text(max_size=20) | junk),
+    st.builds(
+        lambda c, b: {"channel": c, "binary": base64.b64encode(b).decode()},
+        channels,
+        st.binary(max_size=20),
+    ),
+    st.builds(lambda c, p: {"channel": c, "open": p}, channels, paths),
+    st.builds(
+        lambda c, code: {"channel": c, "close": {"code": code, "reason": "fuzz"}},
+        channels,
+        st.sampled_from([1000, 1001, 1005, 3000, 4999]),
+    ),
+)
 deep_bodies = st.integers(min_value=1100, max_value=100_000).flatmap(
     lambda n: st.sampled_from(
         [
@@ -271,6 +288,13 @@ def mangle(session_id: str, how: str, junk_text: str) -> str:
 actions = st.one_of(
     st.tuples(st.just("scratch_send"), send_bodies),
     st.tuples(st.just("scratch_recv"), since_any),
+    # A well-formed batch numbered near what the scratch session expects next:
+    # duplicates, overlaps, gaps.
+    st.tuples(
+        st.just("scratch_batch"),
+        st.integers(min_value=-3, max_value=2),
+        st.lists(good_envelopes, max_size=8),
+    ),
     st.tuples(st.just("worker_send"), worker_garbage()),
     st.tuples(st.just("worker_recv"), since_garbage),
     st.tuples(st.just("open"), st.binary(max_size=40) | send_bodies, st.text(max_size=12)),
@@ -433,6 +457,14 @@ class Fuzz:
             path = f"/{self.scratch.session_id}/send"
             response = await self.fetch(self.alice, path, "POST", body)
             self.check_scratch_answer(body, response)
+        elif kind == "scratch_batch":
+            _, offset, messages = action
+            body = dumps({"seq": max(0, self.scratch_ack + offset), "messages": messages})
+            response = await self.fetch(
+                self.alice, f"/{self.scratch.session_id}/send", "POST", body
+            )
+            assert response.code in (200, 409), (response.code, response.body, body)
+            self.check_scratch_answer(body, response)
         elif kind == "scratch_recv":
             path = f"/{self.scratch.session_id}/recv?since={quote(action[1], safe='')}"
             response = await self.fetch(self.alice, path, "GET", None)
@@ -440,6 +472,7 @@ class Fuzz:
             if response.code == 200:
                 batch = parse_batch(response.body)
                 assert batch.closed is None
+                assert batch.seq == int(action[1])  # the server reads since as int() does
             else:
                 assert_refused(response, 400)
         elif kind == "worker_send":
