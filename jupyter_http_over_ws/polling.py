@@ -84,11 +84,7 @@ class OutgoingBuffer:
         while self._items and self._bytes + len(envelope) > self._limit and not self._closed:
             self._space.clear()
             await self._space.wait()
-        if self._closed:
-            raise BufferClosedError("the polling session is closed")
-        self._items.append(envelope)
-        self._bytes += len(envelope)
-        self._data.set()
+        self._append(envelope)
 
     def put_nowait(self, envelope: bytes) -> None:
         """Append a small control envelope at once, over the limit if need be.
@@ -96,6 +92,9 @@ class OutgoingBuffer:
         Only for the one ``closed`` envelope a channel sends as it ends, which must
         not wait (its task may be ending); at most one per channel.
         """
+        self._append(envelope)
+
+    def _append(self, envelope: bytes) -> None:
         if self._closed:
             raise BufferClosedError("the polling session is closed")
         self._items.append(envelope)
@@ -298,11 +297,6 @@ class PollingSession:
             await asyncio.sleep(0)
         first, items = self.outgoing.pending(since)
         return encode_batch(first, items, self.closed if not items else None)
-
-    def supersede_poll(self) -> None:
-        """End a waiting ``recv`` early (its client went away)."""
-        self._poll_turn += 1
-        self._poll_superseded.set()
 
     # ------------------------------------------------------------ the end
 
