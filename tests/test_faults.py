@@ -15,8 +15,11 @@ import time
 import uuid
 
 import pytest
+from jupyter_server.utils import url_path_join
 from kernel_helpers import V1, KernelSocket, by_type
 from server_process import ServerProcess
+from tornado import web
+from tornado.routing import URLSpec
 from wire_helpers import raw_upgrade
 
 from jupyter_http_over_ws.client import TunnelClient, TunnelClosedError
@@ -103,6 +106,58 @@ async def test_vanishing_clients_leak_nothing(
     # inside the tunnel" with a traceback, for every reply cut short).
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert not errors, [r.getMessage() for r in errors]
+
+
+class HangingHandler(web.RequestHandler):
+    """Answers nothing for a minute; records whether it heard its client leave."""
+
+    started: asyncio.Event
+    outcome: list[str]
+
+    async def get(self) -> None:
+        HangingHandler.started.set()
+        await asyncio.sleep(60)
+        HangingHandler.outcome.append("finished")
+
+    def on_connection_close(self) -> None:
+        HangingHandler.outcome.append("connection closed")
+
+
+async def until(condition, seconds=5.0):
+    for _ in range(int(seconds / 0.05)):
+        if condition():
+            return
+        await asyncio.sleep(0.05)
+
+
+async def test_a_vanishing_client_cancels_its_request_upstream(
+    hows_server_url, hows_token, jp_serverapp, jp_base_url, jp_http_port
+):
+    """A handler serving a tunnelled request hears its client leave, as it does directly."""
+    router = jp_serverapp.web_app.wildcard_router
+    router.rules.insert(0, URLSpec(url_path_join(jp_base_url, "hows-test/hang"), HangingHandler))
+    ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
+
+    # Directly: Tornado tells the handler (on_connection_close) when the client hangs up.
+    HangingHandler.started, HangingHandler.outcome = asyncio.Event(), []
+    _, writer = await asyncio.open_connection("127.0.0.1", jp_http_port)
+    writer.write(f"GET {jp_base_url}hows-test/hang HTTP/1.1\r\nHost: localhost\r\n\r\n".encode())
+    await asyncio.wait_for(HangingHandler.started.wait(), 10)
+    writer.close()
+    await until(lambda: HangingHandler.outcome)
+    assert HangingHandler.outcome == ["connection closed"]
+
+    # Tunnelled: the same, and the request no longer counts as in flight.
+    HangingHandler.started, HangingHandler.outcome = asyncio.Event(), []
+    connection = await Endpoint(hows_server_url, token=hows_token).open("http_over_websocket")
+    connection.write_message('{"message_id": 1, "method": "GET", "path": "/hows-test/hang"}')
+    await asyncio.wait_for(HangingHandler.started.wait(), 10)
+    assert [s.in_flight for s in ext.sessions] == [1]
+    connection.protocol.stream.close()  # vanish: no close frame
+    await until(lambda: HangingHandler.outcome and not ext.sessions)
+    assert HangingHandler.outcome == ["connection closed"]
+    assert not ext.sessions
+    assert not ext.sockets
 
 
 # ---------------------------------------------------------------- kernel faults
