@@ -178,6 +178,19 @@ async def test_body_over_the_limit_is_413(hows_tunnel, jp_root_dir):
     assert (await hows_tunnel.request("PUT", "/api/contents/x.txt", body=small)).status == 201
 
 
+@pytest.mark.parametrize(
+    "jp_server_config",
+    [{"ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}, "max_body_size": 1000}}],
+)
+async def test_body_limit_defaults_to_the_servers_own(hows_tunnel, jp_root_dir):
+    """max_body_size 0 (the default): a tunnelled body meets ServerApp.max_body_size."""
+    body = json.dumps({"type": "file", "format": "text", "content": "x" * 2000})
+    reply = await hows_tunnel.request("PUT", "/api/contents/x.txt", body=body)
+    assert reply.status == 413
+    assert "1000 bytes" in reply.reason
+    assert not (jp_root_dir / "x.txt").exists()
+
+
 @with_options(max_sockets_per_user=2)
 async def test_sockets_over_the_per_user_limit_are_closed(hows_server_url, hows_token):
     first = await TunnelClient.connect(hows_server_url, token=hows_token)
