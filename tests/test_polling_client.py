@@ -86,6 +86,51 @@ async def test_dropped_poll_answers_lose_nothing(polling_tunnel, jp_root_dir):
     assert polls.dropped_polls >= 3
 
 
+@pytest.mark.parametrize("jp_server_config", [config(polling_buffer_size=64 * 1024)])
+async def test_repeated_answers_and_lost_send_answers_deliver_each_message_once(
+    polling_tunnel, jp_root_dir
+):
+    # A network that repeats every other recv answer (a stale copy instead of a new
+    # request) and loses every other send answer after the server has acted on it (the
+    # client sends the same batch again). Both sides must skip what they already have.
+    polls = transport(polling_tunnel)
+    real_fetch = polls._http.fetch
+    seen = {"recv": 0, "send": 0, "replayed": 0, "lost": 0}
+    previous: list[object] = []
+
+    async def unreliable_fetch(url, method="GET", body=None, headers=None, **kwargs):
+        action = "recv" if "/recv?" in url else "send" if url.endswith("/send") else None
+        if action == "recv":
+            seen["recv"] += 1
+            if previous and seen["recv"] % 2 == 0:
+                seen["replayed"] += 1
+                return previous[-1]
+        response = await real_fetch(url, method, body, headers, **kwargs)
+        if action == "recv" and response.code == 200:
+            previous.append(response)
+        if action == "send":
+            seen["send"] += 1
+            if seen["send"] % 2 == 1:
+                seen["lost"] += 1
+                raise OSError("connection reset after the server took the batch")
+        return response
+
+    polls._http.fetch = unreliable_fetch  # type: ignore[method-assign]
+    payloads = [os.urandom(100_000 + i) for i in range(6)]
+    for i, payload in enumerate(payloads):
+        (jp_root_dir / f"r{i}.bin").write_bytes(payload)
+    replies = await asyncio.gather(
+        *(polling_tunnel.request("GET", f"/files/r{i}.bin") for i in range(6))
+    )
+    assert [r.body for r in replies] == payloads
+    model = {"type": "file", "format": "text", "content": "once"}
+    put = await polling_tunnel.request("PUT", "/api/contents/once.txt", body=json.dumps(model))
+    assert put.status == 201
+    assert polling_tunnel.unmatched.empty()  # no reply frame came twice
+    assert seen["replayed"] >= 3
+    assert seen["lost"] >= 1
+
+
 @pytest.mark.parametrize("jp_server_config", [config(poll_timeout=0.2)])
 async def test_empty_polls_are_renewed(polling_tunnel):
     polls = transport(polling_tunnel)
