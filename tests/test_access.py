@@ -357,6 +357,15 @@ async def test_authorizer_applies_through_the_tunnel(hows_tunnel, hows_server_ur
     tunnelled = await hows_tunnel.request("PUT", "/api/contents/x.txt", body=body)
     assert straight.code == tunnelled.status == 403
     assert (await hows_tunnel.request("GET", "/api/contents")).status == 200
+    # A kernel's channels need "execute" on kernels: refused directly and when proxied.
+    channels = "api/kernels/00000000-0000-0000-0000-000000000000/channels"
+    with pytest.raises(HTTPClientError) as straight_ws:
+        await Endpoint(hows_server_url, token=hows_token).open(channels)
+    with pytest.raises(HTTPClientError) as proxied_ws:
+        await Endpoint(hows_server_url, token=hows_token).open(
+            "http_over_websocket/proxied_ws/" + channels
+        )
+    assert straight_ws.value.code == proxied_ws.value.code == 403
 
 
 @pytest.mark.parametrize(
