@@ -10,11 +10,12 @@ import os
 import pytest
 from jupyter_server.utils import url_path_join
 from tornado import httpclient
-from tornado.web import URLSpec
+from tornado.web import RequestHandler, URLSpec
 from tornado.websocket import WebSocketHandler
 
 from jupyter_http_over_ws._version import __version__
 from jupyter_http_over_ws.client import TunnelClient
+from jupyter_http_over_ws.client._connect import Endpoint
 from jupyter_http_over_ws.client._polling import PollingTransport
 
 pytestmark = pytest.mark.timeout(90)
@@ -322,3 +323,74 @@ async def test_many_polling_clients_at_once(hows_server_url, hows_token, jp_root
 
     await asyncio.gather(*(one_client(n) for n in range(20)))
     assert len(extension(jp_serverapp).polling_sessions) == 0
+
+
+class Gate(RequestHandler):
+    """Answers a GET once the test opens the gate (a reply the server has not finished)."""
+
+    entered: asyncio.Event
+    opened: asyncio.Event
+
+    async def get(self):
+        Gate.entered.set()
+        await Gate.opened.wait()
+        self.finish("through the gate")
+
+
+@pytest.fixture
+def gate_path(jp_serverapp, jp_base_url):
+    Gate.entered, Gate.opened = asyncio.Event(), asyncio.Event()
+    router = jp_serverapp.web_app.wildcard_router
+    router.rules.insert(0, URLSpec(url_path_join(jp_base_url, r"hows-poll/gate"), Gate))
+    return "/hows-poll/gate"
+
+
+@pytest.mark.parametrize("last", ["request", "socket"])
+async def test_upgrading_keeps_open_sockets_and_requests_on_the_polling_session(
+    hows_server_url, hows_token, jp_serverapp, echo_path, gate_path, last
+):
+    # A client that starts on polling (as behind a proxy that drops upgrades) and finds
+    # the WebSocket at its first retry, with a proxied socket open and a request the
+    # server has not answered yet on the polling session: both finish there, new work
+    # goes to the WebSocket, and the polling session is closed once neither is left
+    # (whichever of the two ends last).
+    endpoint = Endpoint(hows_server_url, token=hows_token)
+    polled = await PollingTransport.open(endpoint, lambda *a: None, lambda *a: None)
+    changes: list[str] = []
+    tunnel = TunnelClient(
+        endpoint, polled, transports=BOTH, upgrade_interval=0.5, on_transport_change=changes.append
+    )
+    sessions = extension(jp_serverapp).polling_sessions
+
+    async def close_socket() -> None:
+        socket.close()
+        assert await asyncio.wait_for(socket.read_message(), 10) is None
+
+    async def answer_request() -> None:
+        Gate.opened.set()
+        assert (await asyncio.wait_for(waiting, 10)).body == b"through the gate"
+
+    try:
+        assert tunnel.transport == "polling"
+        socket = await tunnel.websocket(echo_path)
+        waiting = asyncio.ensure_future(tunnel.request("GET", gate_path))
+        await asyncio.wait_for(Gate.entered.wait(), 10)
+        await tunnel.wait_for_transport("websocket", timeout=10)
+        assert changes == ["websocket"]
+        # The socket opened on polling still carries frames both ways after the switch.
+        await socket.write_message("after the switch")
+        assert await asyncio.wait_for(socket.read_message(), 10) == "after the switch"
+        assert (await tunnel.request("GET", "/api/status")).status == 200  # on the WebSocket
+        first, then = (
+            (close_socket, answer_request) if last == "request" else (answer_request, close_socket)
+        )
+        await first()
+        await asyncio.sleep(0.5)
+        assert not polled.closed  # kept while the other is unfinished
+        assert len(sessions) == 1
+        await then()
+        await until(lambda: polled.closed and len(sessions) == 0)
+        assert tunnel.transport == "websocket"
+        assert (await tunnel.request("GET", "/api/status")).status == 200
+    finally:
+        await tunnel.close()
