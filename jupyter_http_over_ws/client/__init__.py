@@ -20,7 +20,8 @@ from __future__ import annotations
 
 from ._diagnose import diagnose
 from ._polling import PolledWebSocket
-from ._tunnel import Response, StreamingResponse, TunnelClient, TunnelClosedError, TunnelWebSocket
+from ._responses import Response, StreamingResponse
+from ._tunnel import TunnelClient, TunnelClosedError, TunnelWebSocket
 
 __all__ = [
     "PolledWebSocket",

@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import itertools
-import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -20,67 +17,12 @@ from ..framing import encode_binary_request, parse_binary_reply, parse_hello
 from ..protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
 from ._polling import PolledWebSocket, PollingTransport
+from ._responses import Response, StreamingResponse, _StreamContext
 from ._websocket import WebSocketTransport
 
 
 class TunnelClosedError(ConnectionError):
     """The tunnel socket closed before a reply was complete."""
-
-
-@dataclass
-class Response:
-    """A complete tunnelled HTTP response."""
-
-    status: int
-    reason: str
-    headers: dict[str, str]
-    body: bytes = b""
-
-    @property
-    def text(self) -> str:
-        """The body decoded as UTF-8."""
-        return self.body.decode("utf-8")
-
-    def json(self) -> Any:
-        """The body parsed as JSON."""
-        return json.loads(self.body)
-
-
-@dataclass
-class StreamingResponse:
-    """A tunnelled response whose body is read chunk by chunk (``async for chunk in it``)."""
-
-    message_id: Any
-    status: int
-    reason: str
-    headers: dict[str, str]
-    _frames: asyncio.Queue[ReplyFrame | BaseException] = field(repr=False)
-    _first_data: bytes | None = field(default=None, repr=False)
-    _done: bool = field(default=False, repr=False)
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        if self._first_data:
-            data, self._first_data = self._first_data, None
-            yield data
-        while not self._done:
-            frame = await self._frames.get()
-            if isinstance(frame, BaseException):
-                raise frame
-            self._done = frame.done
-            if frame.data:
-                yield frame.data
-
-    @property
-    def done(self) -> bool:
-        """Whether the final frame has been read."""
-        return self._done
-
-    async def read(self) -> bytes:
-        """The rest of the body."""
-        return b"".join([chunk async for chunk in self])
 
 
 #: The transports a client may use, in the order it tries them.
@@ -460,9 +402,8 @@ class TunnelClient:
 
         Example::
 
-
-        async with tunnel.stream("GET", "/files/big.bin") as response:
-            async for chunk in response: ...
+            async with tunnel.stream("GET", "/files/big.bin") as response:
+                async for chunk in response: ...
         """
         return _StreamContext(self, method, path, body, headers)
 
@@ -513,30 +454,3 @@ def _refused(error: BaseException) -> bool:
 
 def _unbound(*args: Any) -> None:
     """Placeholder callbacks until the client takes the transport over."""
-
-
-class _StreamContext:
-    def __init__(
-        self,
-        client: TunnelClient,
-        method: str,
-        path: str,
-        body: bytes | str | None,
-        headers: Mapping[str, str] | None,
-    ) -> None:
-        self._args = (method, path, body, headers)
-        self._client = client
-        self._response: StreamingResponse | None = None
-
-    async def __aenter__(self) -> StreamingResponse:
-        self._response = await self._client._stream(*self._args)
-        return self._response
-
-    async def __aexit__(self, *exc: object) -> None:
-        # Leaving early (an error, or a reader that has seen enough) cancels the request
-        # on the server, so it stops producing data nobody reads.
-        response = self._response
-        if response is not None and not response.done:
-            self._client.cancel(response.message_id)
-            with contextlib.suppress(Exception):
-                await response.read()
