@@ -224,6 +224,18 @@ async def test_allow_origin_pat_matches_the_whole_origin(
     assert upstream_urls == []
 
 
+async def test_a_token_changed_mid_session_stops_working(hows_tunnel, jp_serverapp):
+    """Each tunnelled request is authenticated afresh: nothing is cached from the upgrade."""
+    assert (await hows_tunnel.request("GET", "/api/contents")).status == 200
+    provider = jp_serverapp.identity_provider
+    old_token, provider.token = provider.token, "a-new-token"
+    try:
+        assert (await hows_tunnel.request("GET", "/api/contents")).status == 403
+    finally:
+        provider.token = old_token
+    assert (await hows_tunnel.request("GET", "/api/contents")).status == 200
+
+
 async def test_client_cannot_override_identity_headers(hows_tunnel):
     reply = await hows_tunnel.request(
         "GET", "/api/status", headers={"Host": "rebind.evil.example", "Authorization": "token x"}
