@@ -8,6 +8,8 @@ import json
 import pytest
 from tornado.httpclient import HTTPClientError
 
+from jupyter_http_over_ws.client import TunnelClient
+
 pytestmark = pytest.mark.timeout(60)
 
 
@@ -67,5 +69,20 @@ async def test_hostile_targets_never_leave_the_server(hows_tunnel, bystander):
         with pytest.raises(HTTPClientError) as e:
             await hows_tunnel.websocket(path)
         assert 400 <= e.value.code < 500
+    await asyncio.sleep(0.2)
+    assert connections == []
+
+
+async def test_the_auth_url_is_never_fetched(hows_server_url, hows_token, jp_base_url, bystander):
+    """Only the token inside jupyter_http_over_ws_auth_url is used; its host is never dialled."""
+    port, connections = bystander
+    auth_url = f"http://127.0.0.1:{port}{jp_base_url}?token={hows_token}"
+    async with await TunnelClient.connect(hows_server_url, auth_url=auth_url) as client:
+        assert (await client.request("GET", "/api/status")).status == 200
+    with pytest.raises(HTTPClientError) as e:
+        await TunnelClient.connect(
+            hows_server_url, auth_url=f"http://127.0.0.1:{port}{jp_base_url}?token=wrong"
+        )
+    assert e.value.code == 403
     await asyncio.sleep(0.2)
     assert connections == []
