@@ -394,3 +394,40 @@ async def test_upgrading_keeps_open_sockets_and_requests_on_the_polling_session(
         assert (await tunnel.request("GET", "/api/status")).status == 200
     finally:
         await tunnel.close()
+
+
+async def test_a_broken_websocket_falls_back_to_polling(hows_server_url, hows_token, jp_serverapp):
+    # The network drops the tunnel WebSocket (no close frame, as when a proxy or NAT
+    # forgets the connection): a client allowed to poll carries on over polling; a request
+    # made while it reconnects waits for the new transport. A close the server decides
+    # (a close code) still ends the tunnel: those are covered by the tunnel's own tests.
+    changes: list[str] = []
+    tunnel = await TunnelClient.connect(
+        hows_server_url,
+        token=hows_token,
+        transports=BOTH,
+        upgrade_interval=0,
+        on_transport_change=changes.append,
+    )
+    try:
+        broken = tunnel._current
+        assert tunnel.transport == "websocket"
+        broken.connection.stream.close()
+        while not broken.closed:
+            await asyncio.sleep(0)  # the request must start as soon as it breaks
+        assert tunnel._fallback is not None
+        assert not tunnel._fallback.done()
+        reply = await tunnel.request("GET", "/api/status")  # waits for the fallback
+        assert reply.status == 200
+        assert tunnel.transport == "polling"
+        assert changes == ["polling"]
+        assert len(extension(jp_serverapp).polling_sessions) == 1
+        assert not tunnel._closed.is_set()
+    finally:
+        await tunnel.close()
+    # A client that may not poll is closed by the same break.
+    only = await TunnelClient.connect(hows_server_url, token=hows_token, transports=("websocket",))
+    only._current.connection.stream.close()
+    await asyncio.wait_for(only.wait_closed(), 10)
+    assert only.transport == "websocket"
+    await only.close()

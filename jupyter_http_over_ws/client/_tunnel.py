@@ -69,6 +69,7 @@ class TunnelClient:
         self._closing = False
         self._retired: set[Any] = set()
         self._upgrader: asyncio.Task[None] | None = None
+        self._fallback: asyncio.Task[None] | None = None
         #: How many times the transport changed after connecting.
         self.transport_changes = 0
         self._extension_version: str | None = None
@@ -112,10 +113,12 @@ class TunnelClient:
 
         ``transports`` (default ``("websocket", "polling")``) tries the WebSocket first
         and falls back to the polling transport (plain HTTP requests) when the upgrade
-        fails, e.g. behind a proxy that drops ``Upgrade``; while polling, it tries the
-        WebSocket again after ``upgrade_interval`` seconds (backing off) and moves new
-        work there once it gets through. ``on_transport_change(name)`` is called on
-        every change. ``transports=("websocket",)`` never polls.
+        fails, e.g. behind a proxy that drops ``Upgrade``, or when the WebSocket later
+        breaks without a close frame (requests in flight on it fail with
+        :class:`TunnelClosedError`; new ones wait for the polling session). While
+        polling, it tries the WebSocket again after ``upgrade_interval`` seconds (backing
+        off) and moves new work there once it gets through. ``on_transport_change(name)``
+        is called on every change. ``transports=("websocket",)`` never polls.
         Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses
         (credentials and origin refusals do not fall back: polling would get the same).
         """
@@ -154,11 +157,7 @@ class TunnelClient:
                 upgrade_error = error
             else:
                 return cls(endpoint, connection, **options)
-        if auth_url and not token:
-            # Polling requests are plain API requests: the auth URL's token travels as
-            # the Authorization header (the server would read it from the query too).
-            token = parse_qs(urlsplit(auth_url).query).get("token", [None])[-1]
-            endpoint = dataclasses.replace(endpoint, token=token)
+        endpoint = _polling_endpoint(endpoint, auth_url)
         try:
             transport = await PollingTransport.open(
                 endpoint, _unbound, _unbound, min_version=min_version
@@ -298,11 +297,55 @@ class TunnelClient:
             if owner is transport:
                 queue.put_nowait(error)
                 del self._pending[message_id]
-        if transport is self._current:
+        if transport is not self._current:
+            return
+        if self._upgrader is not None:
+            self._upgrader.cancel()
+        if (
+            isinstance(transport, WebSocketTransport)
+            and transport.close_code is None  # dropped by the network, not closed by the server
+            and "polling" in self._transports
+            and not self._closing
+        ):
+            self._fallback = asyncio.ensure_future(self._fall_back())
+            return
+        self._closed.set()
+        self._changed.set()
+
+    async def _fall_back(self) -> None:
+        """The WebSocket broke without a close frame: carry on over a new polling session.
+
+        Requests in flight on the broken socket have failed (the server cancelled them
+        when it lost the socket); new ones wait here for the polling session.
+        """
+        query = self._upgrade_query
+        endpoint = _polling_endpoint(self.endpoint, query.get("jupyter_http_over_ws_auth_url"))
+        try:
+            transport = await PollingTransport.open(
+                endpoint,
+                self._on_message,
+                self._on_transport_closed,
+                min_version=query.get("min_version"),
+            )
+        except Exception:  # the server is gone too: the tunnel is closed
+            transport = None
+        if transport is not None and self._closing:
+            await transport.close()
+            transport = None
+        if transport is None:
             self._closed.set()
             self._changed.set()
-            if self._upgrader is not None:
-                self._upgrader.cancel()
+            return
+        if transport.extension_version is not None:
+            self._extension_version = transport.extension_version
+        self._current = transport
+        self._announce()
+        self._start_upgrader()
+
+    async def _settled(self) -> None:
+        """Wait for a fallback under way, so new work goes to the transport it opens."""
+        if self._fallback is not None and not self._fallback.done():
+            await asyncio.shield(self._fallback)
 
     @property
     def close_code(self) -> int | None:
@@ -330,6 +373,8 @@ class TunnelClient:
         self._closing = True
         if self._upgrader is not None:
             self._upgrader.cancel()
+        if self._fallback is not None:
+            await asyncio.gather(self._fallback, return_exceptions=True)
         transports = [self._current, *self._retired]
         await asyncio.gather(*(t.close() for t in transports), return_exceptions=True)
 
@@ -415,6 +460,7 @@ class TunnelClient:
         headers: Mapping[str, str] | None,
         message_id: Any = None,
     ) -> StreamingResponse:
+        await self._settled()
         queue = self._start(method, path, body, headers, message_id)
         first = await queue.get()
         if isinstance(first, BaseException):
@@ -443,6 +489,7 @@ class TunnelClient:
         (``read_message``, ``write_message``, ``close``, ``close_code``,
         ``selected_subprotocol``). Raises ``HTTPClientError`` when the server refuses.
         """
+        await self._settled()
         socket: TunnelWebSocket = await self._current.open_socket(path, subprotocols)
         return socket
 
@@ -450,6 +497,18 @@ class TunnelClient:
 def _refused(error: BaseException) -> bool:
     """Whether the server itself refused the tunnel (credentials, origin): no fallback helps."""
     return isinstance(error, HTTPClientError) and error.code in (401, 403)
+
+
+def _polling_endpoint(endpoint: Endpoint, auth_url: str | None) -> Endpoint:
+    """``endpoint`` for polling: an auth URL's token travels as the Authorization header.
+
+    Polling requests are plain API requests (the server would read the token from the
+    query too, but a query token ends up in access logs).
+    """
+    if not auth_url or endpoint.token:
+        return endpoint
+    token = parse_qs(urlsplit(auth_url).query).get("token", [None])[-1]
+    return dataclasses.replace(endpoint, token=token)
 
 
 def _unbound(*args: Any) -> None:
