@@ -43,6 +43,10 @@ GOING_AWAY = 1001
 EXPIRED = 4408
 
 
+#: Close code of a channel refused over the session's cap (as 4429 for sockets).
+TOO_MANY_CHANNELS_CODE = 4429
+
+
 class BufferClosedError(ConnectionError):
     """The session ended: nothing more is sent."""
 
@@ -142,6 +146,7 @@ class PollingSession:
         log: logging.Logger,
         admit_channel: Callable[[PolledChannel], tuple[int, str] | None] | None = None,
         release_channel: Callable[[PolledChannel], None] | None = None,
+        max_channels: int = 0,
     ) -> None:
         self.id = secrets.token_urlsafe(24)
         #: Who opened the session; only requests from the same identity may use it.
@@ -153,6 +158,10 @@ class PollingSession:
         self._opener = opener
         self._admit_channel = admit_channel
         self._release_channel = release_channel
+        #: Most proxied channels open or still connecting at once (0: no cap). Checked
+        #: before anything is opened upstream, so one send full of ``open`` envelopes
+        #: cannot make the server dial thousands of upstream sockets.
+        self.max_channels = max_channels
         self.channels: dict[int, PolledChannel] = {}
         self.tunnel = make_tunnel(self._send_tunnel_frame)
         self._last_seen = time.monotonic()
@@ -223,6 +232,14 @@ class PollingSession:
         number = envelope.channel
         if number in self.channels:
             self._spawn_closed(number, 4409, "Channel number already in use")
+            return
+        if self.max_channels and len(self.channels) >= self.max_channels:
+            self._spawn_closed(
+                number,
+                TOO_MANY_CHANNELS_CODE,
+                f"Too many proxied channels in this polling session (limit {self.max_channels}; "
+                "see HttpOverWebSocketApp.max_sockets_per_user)",
+            )
             return
         channel = PolledChannel(
             number, envelope.path, list(envelope.protocols), self._opener, self, self.log

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
 import time
 import uuid
@@ -45,6 +46,22 @@ class TwoUsers(IdentityProvider):
             return None
         handler._token_authenticated = True
         return User(name)
+
+
+@pytest.fixture
+def captured_access():
+    """The access log lines the server writes while a test runs."""
+    lines: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record):
+            lines.append(record.getMessage())
+
+    handler = Keep(logging.DEBUG)
+    logger = logging.getLogger("tornado.access")
+    logger.addHandler(handler)
+    yield lines
+    logger.removeHandler(handler)
 
 
 @pytest.fixture
@@ -531,6 +548,33 @@ async def test_the_tunnels_limits_apply_to_polling_sessions(raw, hows_tunnel, jp
     assert closed == {1: 4429, 2: 4403}  # the socket limit; allowed_paths
     assert statuses == {1: 200, 2: 429, 3: 403}  # in flight; allowed_paths
     await hows_tunnel.request("DELETE", f"/api/kernels/{kernel.json()['id']}")
+
+
+@pytest.mark.parametrize("jp_server_config", [config(max_sockets_per_user=3)])
+async def test_one_send_cannot_make_the_server_dial_many_upstream_sockets(raw, captured_access):
+    """Opens over the session's channel cap are refused before anything is dialled."""
+    client = raw()
+    assert (await client.open()).code == 200
+    opens = [OpenEnvelope(number, "/api/events/subscribe") for number in range(1, 51)]
+    assert (await client.send(0, opens)).code == 200
+    closed, opened, since = {}, set(), 0
+    while len(closed) + len(opened) < 50:
+        batch = parse_batch((await client.recv(since)).body)
+        for number, envelope in enumerate(batch.messages, batch.seq):
+            since = number + 1
+            if isinstance(envelope, ClosedEnvelope):
+                closed[envelope.channel] = (envelope.code, envelope.reason)
+            elif isinstance(envelope, OpenedEnvelope):
+                opened.add(envelope.channel)
+    # The session is one of the user's 3 sockets: 2 channels open; the third was dialled
+    # and then refused by the per-user count; the other 47 were refused undialled.
+    assert len(opened) == 2
+    assert all(code == 4429 for code, _ in closed.values())
+    undialled = [c for c, (_, reason) in closed.items() if "polling session" in reason]
+    assert len(undialled) == 47
+    dialled = [line for line in captured_access if "/api/events/subscribe" in line]
+    assert len(dialled) <= 3, dialled
+    await client.delete()
 
 
 async def test_the_host_check_applies(raw, jp_http_port):

@@ -172,6 +172,7 @@ class PollingOpenHandler(PollingHandler):
             log=self.log,
             admit_channel=lambda channel: extension.admit_as(owner, channel),
             release_channel=extension.sockets.discard,
+            max_channels=extension.max_sockets_per_user,
         )
         refusal = extension.admit_as(owner, session)
         if refusal is not None:
