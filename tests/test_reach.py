@@ -24,6 +24,20 @@ def bystander(jp_asyncio_loop):
 
     server = jp_asyncio_loop.run_until_complete(asyncio.start_server(handle, "127.0.0.1", 0))
     port = server.sockets[0].getsockname()[1]
+
+    async def control() -> None:
+        # The listener does record a connection: without this, a listener that recorded
+        # nothing would make every "received nothing" below pass.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"control")
+        await writer.drain()
+        await asyncio.wait_for(reader.read(), 10)  # EOF: the handler has recorded it
+        writer.close()
+        await writer.wait_closed()
+
+    jp_asyncio_loop.run_until_complete(control())
+    assert connections == [b"control"]
+    connections.clear()
     yield port, connections
     server.close()
 
