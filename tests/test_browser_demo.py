@@ -17,7 +17,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import pytest
 from browser_fixtures import REPO, jupyter_env, launch_browser
@@ -199,4 +199,37 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
         page.wait_for_selector('#state[data-state="failed"]')
         assert page.text_content("#state") == "disconnected"
         assert "Could not open a tunnel" in (page.text_content("#problem") or "")
+        context.close()
+
+
+def test_demo_page_shows_the_move_from_polling_to_the_websocket(demo: Demo) -> None:
+    """The transport shown follows the client's ``transportchange``, not just the first one."""
+    url = demo.wait_for(r"(http://localhost:\d+/#server=\S+&token=\S+)").group(1)
+    blocked = {"on": True, "refused": 0}
+
+    def tunnel_socket(ws: Any) -> None:
+        if blocked["on"]:
+            blocked["refused"] += 1
+            ws.close(code=1011, reason="blocked by the test's network")
+        else:
+            ws.connect_to_server()
+
+    with launch_browser() as browser:
+        context = browser.new_context()
+        context.set_default_timeout(60_000)
+        page = context.new_page()
+        page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
+        # A network that refuses the tunnel's WebSocket (not the kernel's proxied sockets).
+        page.route_web_socket(re.compile(r"/http_over_websocket\?"), tunnel_socket)
+        page.goto(url)
+        page.wait_for_selector('#state[data-state="connected"]')
+        assert blocked["refused"] >= 1
+        assert page.text_content("#transport") == "polling"
+
+        # The network lets WebSockets through again: the client's next upgrade attempt
+        # (the default interval, 15 s) moves to it, and the page shows the move.
+        blocked["on"] = False
+        page.wait_for_selector("#transport:text-is('websocket')", timeout=45_000)
+        assert page.text_content("#version") == __version__
+        assert page.get_attribute("#state", "data-state") == "connected"
         context.close()
