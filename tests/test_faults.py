@@ -226,12 +226,17 @@ async def test_kernel_death_and_restart_reach_proxied_sockets_as_directly(
     else:
         reply = await hows_tunnel.request("POST", f"/api/kernels/{kernel_id}/restart")
         assert reply.status == 200, reply
-    # jupyter_server announces the new kernel on every socket it has ("restarting" when
-    # its restarter revives a dead kernel, "starting" after a requested restart): the
-    # relayed socket hears exactly what the direct one hears, and stays open.
-    announced = "restarting" if fault == "kill" else "starting"
-    heard = {how: await states_until(ks, announced) for how, ks in sockets.items()}
-    assert heard["proxied"] == heard["direct"]
+    if fault == "kill":
+        # jupyter_server itself announces "restarting" on every socket it has when its
+        # restarter revives a dead kernel: the relayed socket hears exactly what the
+        # direct one hears.
+        heard = {how: await states_until(ks, "restarting") for how, ks in sockets.items()}
+        assert heard["proxied"] == heard["direct"]
+    # After a requested restart, the only announcement is the new kernel's own
+    # "starting" status, sent over ZeroMQ PUB/SUB, which drops what is published before
+    # a subscriber has (re)joined: on a loaded machine neither a direct nor a relayed
+    # socket is sure to hear it (seen in CI), so it is not awaited. Either way both
+    # sockets stay open and reach the fresh kernel.
     for ks in sockets.values():
         await ks.wait_ready()
         assert await execute_value(ks, "'x' in globals()") == "False"  # a fresh kernel
