@@ -110,8 +110,29 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
         yield running
     finally:
         if process.poll() is None:
-            process.kill()
-            process.wait(10)
+            # As a user would stop it, so that it stops its Jupyter server (a session of
+            # its own, which a SIGKILL of the demo would leave running) and its kernels.
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+
+
+def _kernels_started_under(home: Path) -> list[int]:
+    """The pids of kernel processes whose connection file lies under ``home``."""
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            command = (proc / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        if "ipykernel" in command and str(home) in command:
+            pids.append(int(proc.name))
+    return pids
 
 
 def _port_open(port: int) -> bool:
@@ -196,6 +217,11 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
         assert demo.process.wait(30) == 0
         demo.wait_for(r"Stopping the demo")
         assert not _port_open(server_port)
+        # The kernels the page started went with the server.
+        deadline = time.monotonic() + 15
+        while _kernels_started_under(tmp_path / "home"):
+            assert time.monotonic() < deadline, _kernels_started_under(tmp_path / "home")
+            time.sleep(0.2)
         page.wait_for_selector('#state[data-state="failed"]')
         assert page.text_content("#state") == "disconnected"
         assert "Could not open a tunnel" in (page.text_content("#problem") or "")
