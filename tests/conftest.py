@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from jupyter_http_over_ws.handlers import proxied_ws as proxied_ws_module
+
 pytest_plugins = ["jupyter_http_over_ws.pytest_plugin"]
 
 
@@ -11,3 +13,17 @@ pytest_plugins = ["jupyter_http_over_ws.pytest_plugin"]
 def jp_server_config():
     """Enable the extension (pytest-jupyter does not read installed config files)."""
     return {"ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}}}
+
+
+@pytest.fixture
+def upstream_urls(monkeypatch):
+    """Every upstream socket proxied_ws dials (the spy still dials it)."""
+    urls = []
+    real = proxied_ws_module.connect_upstream
+
+    async def spy(url, *args, **kwargs):
+        urls.append(url)
+        return await real(url, *args, **kwargs)
+
+    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
+    return urls

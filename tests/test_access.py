@@ -14,7 +14,6 @@ from tornado.websocket import websocket_connect
 from jupyter_http_over_ws import __version__
 from jupyter_http_over_ws.client import TunnelClient, diagnose
 from jupyter_http_over_ws.client._connect import Endpoint
-from jupyter_http_over_ws.handlers import proxied_ws as proxied_ws_module
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -30,20 +29,6 @@ def jp_server_config():
             "allow_origin": ALLOWED,
         }
     }
-
-
-@pytest.fixture
-def upstream_urls(monkeypatch):
-    """Every upstream socket proxied_ws dials (the spy still dials it)."""
-    urls = []
-    real = proxied_ws_module.connect_upstream
-
-    async def spy(url, *args, **kwargs):
-        urls.append(url)
-        return await real(url, *args, **kwargs)
-
-    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
-    return urls
 
 
 async def direct(url, method="GET", body=None, **headers):

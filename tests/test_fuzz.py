@@ -17,7 +17,6 @@ from kernel_helpers import V1, KernelSocket
 from tornado.websocket import WebSocketClosedError
 from wire_helpers import BINARY, TEXT, raw_upgrade
 
-import jupyter_http_over_ws.handlers.proxied_ws as proxied_ws_module
 from jupyter_http_over_ws.client._connect import Endpoint
 from jupyter_http_over_ws.protocol import UNCAUGHT_ERROR
 
@@ -267,20 +266,6 @@ fuzzed_paths = st.one_of(
         lambda rest: "api/events/subscribe" + "".join(rest)
     ),
 )
-
-
-@pytest.fixture
-def upstream_urls(monkeypatch):
-    """The URL of every upstream socket the relay opens."""
-    urls = []
-    real = proxied_ws_module.connect_upstream
-
-    async def spy(url, *args, **kwargs):
-        urls.append(url)
-        return await real(url, *args, **kwargs)
-
-    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
-    return urls
 
 
 @pytest.mark.parametrize("jp_server_config", [FULL_SERVER])
