@@ -1,7 +1,7 @@
 """Tunnel HTTP requests and WebSockets to a Jupyter server over one WebSocket.
 
 The server extension is imported lazily, so ``jupyter_http_over_ws.client`` and
-``jupyter_http_over_ws.protocol`` stay usable without starting a server.
+``jupyter_http_over_ws.wire.protocol`` stay usable without starting a server.
 """
 
 from __future__ import annotations

@@ -27,8 +27,8 @@ from .handlers import (
 )
 from .handlers.polling import polling_handlers
 from .polling import PollingRegistry
-from .protocol import PathPolicy
 from .session import SessionLimits, TunnelSession
+from .wire.protocol import PathPolicy
 from .wsproxy import PROXIED_WS_PREFIX
 
 #: Close code for a socket over ``max_sockets_per_user`` (4000 + HTTP 429).

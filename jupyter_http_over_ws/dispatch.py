@@ -27,8 +27,8 @@ from tornado import httputil
 from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
-from .framing import JSON, Framing
-from .protocol import HttpRequest
+from .wire.framing import JSON, Framing
+from .wire.protocol import HttpRequest
 
 #: Sends one frame to the client (text if the flag is false, binary if true);
 #: resolves once it is written to the socket.

@@ -22,7 +22,8 @@ from collections.abc import Callable
 from typing import Any
 
 from .polling_channels import ChannelOpener, PolledChannel
-from .polling_wire import (
+from .session import TunnelSession
+from .wire.polling import (
     TUNNEL_CHANNEL,
     BinaryEnvelope,
     ClosedEnvelope,
@@ -35,7 +36,6 @@ from .polling_wire import (
     encode_batch,
     encode_envelope,
 )
-from .session import TunnelSession
 
 #: Session-level close codes, reported in the last ``recv`` answer (``closed``).
 CLOSED_BY_CLIENT = 1000
@@ -199,7 +199,7 @@ class PollingSession:
     def deliver(self, batch: SendBatch) -> int:
         """Act on a ``send`` batch's new envelopes, in order; return the new ``ack``.
 
-        Raises :class:`~.polling_wire.OutOfOrderError` when the batch leaves a gap.
+        Raises :class:`~.wire.polling.OutOfOrderError` when the batch leaves a gap.
         """
         for envelope in self._incoming.accept(batch.seq, batch.messages):
             self._deliver_one(envelope)

@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Protocol
 
-from .polling_wire import (
+from .wire.polling import (
     BinaryEnvelope,
     ClosedEnvelope,
     OpenedEnvelope,

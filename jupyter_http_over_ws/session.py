@@ -18,8 +18,8 @@ from typing import Any
 from tornado.iostream import StreamClosedError
 
 from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
-from .framing import parse_binary_message
-from .protocol import (
+from .wire.framing import parse_binary_message
+from .wire.protocol import (
     UNCAUGHT_ERROR,
     Cancel,
     HttpRequest,

@@ -20,24 +20,10 @@ from tornado.netutil import Resolver
 from tornado.simple_httpclient import HTTPTimeoutError
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-#: Where proxied sockets live, relative to ``base_url``; the rest of the path names
-#: the socket to relay to.
-PROXIED_WS_PREFIX = "http_over_websocket/proxied_ws/"
+from .wire.names import PROXIED_WS_PREFIX, sendable_close_code
 
-#: Close codes an endpoint may send (RFC 6455 section 7.4; 1005, 1006 and 1015 are
-#: reserved for reporting and must never appear in a close frame).
-_SENDABLE_CLOSE_CODES = frozenset(
-    {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014}
-)
+__all__ = ["PROXIED_WS_PREFIX", "sendable_close_code"]
 
-
-def sendable_close_code(code: int | None) -> int | None:
-    """``code`` if it may be put in a close frame, else ``None`` (a plain close)."""
-    if code is None:
-        return None
-    if code in _SENDABLE_CLOSE_CODES or 3000 <= code <= 4999:
-        return code
-    return None
 
 
 async def connect_upstream(

@@ -8,13 +8,13 @@ from typing import Any
 
 from tornado import httpclient
 
-from jupyter_http_over_ws.polling_wire import (
+from jupyter_http_over_ws.wire.polling import (
     TextEnvelope,
     encode_batch,
     encode_envelope,
     parse_batch,
 )
-from jupyter_http_over_ws.protocol import parse_reply
+from jupyter_http_over_ws.wire.protocol import parse_reply
 
 
 @dataclass

@@ -56,7 +56,7 @@ def test_every_option_is_documented():
 
 
 def test_path_policy_follows_allowed_paths():
-    from jupyter_http_over_ws.protocol import ProtocolError
+    from jupyter_http_over_ws.wire.protocol import ProtocolError
 
     app = HttpOverWebSocketApp()
     app.allowed_paths = ["/a"]

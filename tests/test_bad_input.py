@@ -12,7 +12,7 @@ from tornado.httpclient import HTTPClientError
 from wire_helpers import TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client import TunnelClient
-from jupyter_http_over_ws.protocol import JSON_REQUIRED
+from jupyter_http_over_ws.wire.protocol import JSON_REQUIRED
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -11,7 +11,7 @@ import pytest
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.client._connect import Endpoint
-from jupyter_http_over_ws.framing import (
+from jupyter_http_over_ws.wire.framing import (
     BINARY,
     FRAMING_HEADER,
     JSON,
@@ -23,7 +23,7 @@ from jupyter_http_over_ws.framing import (
     parse_hello,
     select_framing,
 )
-from jupyter_http_over_ws.protocol import Cancel, ProtocolError, parse_message
+from jupyter_http_over_ws.wire.protocol import Cancel, ProtocolError, parse_message
 
 pytestmark = pytest.mark.timeout(60)
 

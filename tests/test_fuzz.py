@@ -18,7 +18,7 @@ from tornado.websocket import WebSocketClosedError
 from wire_helpers import BINARY, TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client._connect import Endpoint
-from jupyter_http_over_ws.protocol import UNCAUGHT_ERROR
+from jupyter_http_over_ws.wire.protocol import UNCAUGHT_ERROR
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from jupyter_http_over_ws import __version__
-from jupyter_http_over_ws.handshake import (
+from jupyter_http_over_ws.wire.handshake import (
     Diagnosis,
     auth_url_token,
     check_min_version,

@@ -16,7 +16,7 @@ from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebso
 from kernel_helpers import V1, decode, encode, make_msg
 from polling_helpers import RawPolling, request_envelope
 
-from jupyter_http_over_ws.polling_wire import (
+from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
     ClosedEnvelope,
     OpenedEnvelope,

@@ -33,7 +33,7 @@ from test_polling import TwoUsers
 
 from jupyter_http_over_ws.polling import PollingSession
 from jupyter_http_over_ws.polling_channels import PolledChannel
-from jupyter_http_over_ws.polling_wire import (
+from jupyter_http_over_ws.wire.polling import (
     ClosedEnvelope,
     CloseEnvelope,
     OpenedEnvelope,
@@ -43,7 +43,7 @@ from jupyter_http_over_ws.polling_wire import (
     encode_envelope,
     parse_batch,
 )
-from jupyter_http_over_ws.protocol import parse_reply
+from jupyter_http_over_ws.wire.protocol import parse_reply
 
 pytestmark = pytest.mark.timeout(300)
 

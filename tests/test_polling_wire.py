@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jupyter_http_over_ws.polling import OutgoingBuffer
-from jupyter_http_over_ws.polling_wire import (
+from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
     ClosedEnvelope,
     CloseEnvelope,
@@ -27,12 +27,12 @@ from jupyter_http_over_ws.polling_wire import (
     parse_envelope,
     parse_send,
 )
-from jupyter_http_over_ws.protocol import ProtocolError
+from jupyter_http_over_ws.wire.protocol import ProtocolError
 
 
 def test_wire_module_does_no_io():
     code = (
-        "import sys, jupyter_http_over_ws.polling_wire\n"
+        "import sys, jupyter_http_over_ws.wire.polling\n"
         "bad = {'tornado', 'asyncio', 'jupyter_server'} & {m.split('.')[0] for m in sys.modules}\n"
         "print(sorted(bad))"
     )

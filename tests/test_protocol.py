@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from jupyter_http_over_ws.protocol import (
+from jupyter_http_over_ws.wire.protocol import (
     JSON_REQUIRED,
     MAX_PATH_LENGTH,
     ProtocolError,
@@ -24,7 +24,7 @@ from jupyter_http_over_ws.protocol import (
 
 def test_protocol_module_does_no_io():
     code = (
-        "import sys, jupyter_http_over_ws.protocol\n"
+        "import sys, jupyter_http_over_ws.wire.protocol\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in "
         "('tornado', 'asyncio', 'jupyter_server', 'socket'))\n"
         "print(','.join(bad))\n"

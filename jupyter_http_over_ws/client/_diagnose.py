@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ..handshake import Diagnosis
-from ..protocol import decode_json
+from ..wire.handshake import Diagnosis
+from ..wire.protocol import decode_json
 from ._connect import Endpoint
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from tornado import httpclient
 
-from ..polling_wire import (
+from ..wire.polling import (
     TUNNEL_CHANNEL,
     BinaryEnvelope,
     ClosedEnvelope,

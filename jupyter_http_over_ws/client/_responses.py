@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from ..protocol import ReplyFrame
+from ..wire.protocol import ReplyFrame
 
 if TYPE_CHECKING:
     from ._tunnel import TunnelClient

@@ -13,8 +13,8 @@ from urllib.parse import parse_qs, urlsplit
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
-from ..framing import encode_binary_request, parse_binary_reply, parse_hello
-from ..protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
+from ..wire.framing import encode_binary_request, parse_binary_reply, parse_hello
+from ..wire.protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
 from ._polling import PolledWebSocket, PollingTransport
 from ._responses import Response, StreamingResponse, _StreamContext

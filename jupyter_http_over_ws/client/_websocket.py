@@ -7,7 +7,7 @@ from typing import Any
 
 from tornado.websocket import WebSocketClientConnection
 
-from ..framing import FRAMING_HEADER
+from ..wire.framing import FRAMING_HEADER
 from ._connect import Endpoint
 from ._polling import OnClosed, OnMessage
 

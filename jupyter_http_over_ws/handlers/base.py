@@ -6,7 +6,7 @@ import inspect
 from typing import TYPE_CHECKING, Any
 
 from ..dispatch import UpgradeContext
-from ..handshake import auth_url_token
+from ..wire.handshake import auth_url_token
 
 if TYPE_CHECKING:
     from ..app import HttpOverWebSocketApp

@@ -10,7 +10,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado.websocket import WebSocketHandler
 
 from .._version import __version__
-from ..handshake import Diagnosis, encode_diagnosis, is_outdated
+from ..wire.handshake import Diagnosis, encode_diagnosis, is_outdated
 from .base import TunnelSocketMixin
 
 #: The longest text echoed back as ``message_id``.

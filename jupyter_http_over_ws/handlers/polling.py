@@ -3,7 +3,7 @@
 Thin handlers on jupyter_server's ``APIHandler``: every request is authenticated,
 and its host, origin and (for cookie-authenticated writes) XSRF token checked by
 jupyter_server exactly as for any API request, before anything here runs. The
-session logic lives in :mod:`..polling`; the wire format in :mod:`..polling_wire`
+session logic lives in :mod:`..polling`; the wire format in :mod:`..wire.polling`
 and docs/developers/polling.md.
 """
 
@@ -21,12 +21,12 @@ from tornado.websocket import WebSocketError
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
 from ..entrance import relay_target
-from ..handshake import check_min_version
 from ..polling import CLOSED_BY_CLIENT, PollingSession
 from ..polling_channels import ChannelOpener, ChannelRefusedError, Upstream
-from ..polling_wire import OutOfOrderError, parse_send
-from ..protocol import ProtocolError, dumps, normalize_path
 from ..session import TunnelSession
+from ..wire.handshake import check_min_version
+from ..wire.polling import OutOfOrderError, parse_send
+from ..wire.protocol import ProtocolError, dumps, normalize_path
 from ..wsproxy import connect_upstream, upstream_refusal_status
 from .base import TunnelSocketMixin
 

@@ -18,8 +18,8 @@ from tornado.websocket import (
 )
 
 from ..entrance import relay_target
-from ..protocol import ProtocolError, normalize_path
 from ..session import SHUTDOWN_TEXT
+from ..wire.protocol import ProtocolError, normalize_path
 from ..wsproxy import (
     PROXIED_WS_PREFIX,
     connect_upstream,

@@ -13,9 +13,9 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .._version import __version__
 from ..dispatch import InProcessDispatcher
-from ..framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
-from ..handshake import check_min_version
 from ..session import SHUTDOWN_TEXT, TunnelSession
+from ..wire.framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
+from ..wire.handshake import check_min_version
 from .base import SHUTDOWN_CLOSE_CODE, TunnelSocketMixin
 
 #: Close code for a client whose ``min_version`` this server cannot meet. The original
