@@ -222,14 +222,18 @@ export function parseBinaryRequest(frame) {
   return { ...header, body: body.byteLength ? body.slice() : null };
 }
 
-/** Build a binary reply frame (the server's side; used by tests). */
+/**
+ * Build a binary reply frame (the server's side; used by tests), byte for byte as
+ * the server lays it out: `done` comes after the first frame's status and headers.
+ */
 export function encodeBinaryReply(reply) {
-  const header = { message_id: reply.messageId, done: Boolean(reply.done) };
+  const header = { message_id: reply.messageId };
   if (reply.status !== undefined && reply.status !== null) {
     header.status = reply.status;
     header.statusText = reply.statusText ?? "";
     header.headers = reply.headers ?? {};
   }
+  header.done = Boolean(reply.done);
   return joinFrame(header, reply.data ? toBytes(reply.data) : null);
 }
 
