@@ -1,10 +1,14 @@
 // The wire format, without any I/O: the browser client's mirror of
-// jupyter_http_over_ws/protocol.py and framing.py (docs/developers/protocol.md).
+// jupyter_http_over_ws/wire/protocol.py, framing.py and polling.py
+// (docs/developers/protocol.md, polling.md). tests/vectors/frames.json holds golden
+// frames that both this codec and the Python one must read and write exactly.
 //
 // Requests go out as JSON text frames (every server) or, once the server has said
 // hello with {"framing": "binary"}, as binary frames. Replies arrive as JSON text
 // frames with base64 `data`, or as binary frames: a 4-byte big-endian header length,
 // the JSON header, then the raw body chunk.
+
+import { CloseCode } from "./names.js";
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -218,14 +222,18 @@ export function parseBinaryRequest(frame) {
   return { ...header, body: body.byteLength ? body.slice() : null };
 }
 
-/** Build a binary reply frame (the server's side; used by tests). */
+/**
+ * Build a binary reply frame (the server's side; used by tests), byte for byte as
+ * the server lays it out: `done` comes after the first frame's status and headers.
+ */
 export function encodeBinaryReply(reply) {
-  const header = { message_id: reply.messageId, done: Boolean(reply.done) };
+  const header = { message_id: reply.messageId };
   if (reply.status !== undefined && reply.status !== null) {
     header.status = reply.status;
     header.statusText = reply.statusText ?? "";
     header.headers = reply.headers ?? {};
   }
+  header.done = Boolean(reply.done);
   return joinFrame(header, reply.data ? toBytes(reply.data) : null);
 }
 
@@ -326,6 +334,24 @@ export function binaryEnvelope(channel, bytes) {
   return { channel, binary: bytesToBase64(bytes) };
 }
 
+/** Open a proxied socket to `path` (relative to base_url, with its query) on `channel`. */
+export function openEnvelope(channel, path, protocols) {
+  return { channel, open: path, protocols: Array.from(protocols) };
+}
+
+/** Close the proxied socket of `channel`; `code` and `reason` are left out when undefined. */
+export function closeEnvelope(channel, code, reason) {
+  const close = {};
+  if (code !== undefined) close.code = code;
+  if (reason !== undefined) close.reason = reason;
+  return { channel, close };
+}
+
+/** The body of a `send`: `envelopes` numbered from `seq`. */
+export function encodeSendBatch(seq, envelopes) {
+  return JSON.stringify({ seq, messages: envelopes });
+}
+
 /** Decode an envelope's payload: `{channel, kind, ...}` with kind text/binary/opened/closed. */
 export function parseEnvelope(envelope) {
   if (!envelope || typeof envelope !== "object" || typeof envelope.channel !== "number") {
@@ -343,7 +369,7 @@ export function parseEnvelope(envelope) {
     return {
       channel,
       kind: "closed",
-      code: typeof envelope.closed.code === "number" ? envelope.closed.code : 1005,
+      code: typeof envelope.closed.code === "number" ? envelope.closed.code : CloseCode.NO_STATUS,
       reason: typeof envelope.closed.reason === "string" ? envelope.closed.reason : "",
     };
   }

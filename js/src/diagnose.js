@@ -6,9 +6,10 @@
 // loaded, or the page's origin is not allowed.
 
 import { TunnelError } from "./errors.js";
+import { DIAGNOSE_PATH } from "./names.js";
 import { normalizeBaseUrl, toWebSocketUrl } from "./urls.js";
 
-export const DIAGNOSE_PATH = "http_over_websocket/diagnose";
+export { DIAGNOSE_PATH };
 
 /**
  * Ask the server's diagnose endpoint. Resolves with its JSON answer

@@ -4,9 +4,10 @@
 
 import { diagnose } from "./diagnose.js";
 import { TunnelError } from "./errors.js";
+import { STATIC_PREFIX } from "./names.js";
 
 /** The client's entry module, served by the extension to every origin. */
-const STATIC_PATH = "http_over_websocket/static/index.js";
+const STATIC_PATH = STATIC_PREFIX + "index.js";
 
 /** Plain words for why no transport could be opened (asks `diagnose` when that helps). */
 export async function explain(failures, options) {

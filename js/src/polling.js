@@ -8,10 +8,19 @@
 // Server -> client: `recv?since=N` acknowledges everything below N; numbers already
 // seen are dropped here, so each envelope is delivered once and in order.
 
-import { bytesToBase64, parseEnvelope, toBytes } from "./codec.js";
+import {
+  binaryEnvelope,
+  closeEnvelope,
+  encodeSendBatch,
+  openEnvelope,
+  parseEnvelope,
+  textEnvelope,
+  toBytes,
+} from "./codec.js";
 import { TunnelError } from "./errors.js";
+import { CloseCode, POLLING_PATH } from "./names.js";
 
-export const POLLING_PATH = "http_over_websocket/polling";
+export { POLLING_PATH };
 
 /** The most envelopes, and about the most bytes, one send carries. */
 const MAX_BATCH = 512;
@@ -161,7 +170,7 @@ export class PollingTransport {
           batch.push(item);
           bytes += item.size;
         }
-        const body = JSON.stringify({ seq: batch[0].seq, messages: batch.map((i) => i.envelope) });
+        const body = encodeSendBatch(batch[0].seq, batch.map((i) => i.envelope));
         let response;
         try {
           response = await this.fetch(this._sessionUrl("/send"), this._init("POST", body));
@@ -294,7 +303,7 @@ export class PollingTransport {
         if (envelope.code >= 4000 && !channel.opened) channel.handlers.onerror();
         // Clean when the socket had opened and ended with a closing handshake (any code
         // but 1006), as a browser reports it; a socket refused before opening is not.
-        channel.handlers.onclose(envelope.code, envelope.reason, channel.opened && envelope.code !== 1006);
+        channel.handlers.onclose(envelope.code, envelope.reason, channel.opened && envelope.code !== CloseCode.ABNORMAL);
         break;
       default:
         break;
@@ -309,7 +318,7 @@ export class PollingTransport {
     if (typeof message !== "string") {
       throw new TypeError("the polling transport carries JSON text tunnel messages only");
     }
-    this._enqueue({ channel: 0, text: message });
+    this._enqueue(textEnvelope(0, message));
   }
 
   /** Open a proxied socket on a new channel (see WebSocketTransport.openChannel). */
@@ -317,18 +326,15 @@ export class PollingTransport {
     const id = this._nextChannel++;
     const channel = { handlers, opened: false };
     this._channels.set(id, channel);
-    this._enqueue({ channel: id, open: path, protocols: Array.from(protocols) });
+    this._enqueue(openEnvelope(id, path, protocols));
     return {
       send: (data) => {
-        if (typeof data === "string") this._enqueue({ channel: id, text: data });
-        else this._enqueue({ channel: id, binary: bytesToBase64(toBytes(data)) });
+        if (typeof data === "string") this._enqueue(textEnvelope(id, data));
+        else this._enqueue(binaryEnvelope(id, toBytes(data)));
       },
       close: (code, reason) => {
-        const close = {};
-        if (code !== undefined) close.code = code;
-        if (reason !== undefined) close.reason = reason;
         if (this.closed) return;
-        this._enqueue({ channel: id, close });
+        this._enqueue(closeEnvelope(id, code, reason));
       },
       get bufferedAmount() {
         return 0;
@@ -341,14 +347,14 @@ export class PollingTransport {
     return this._channels.size;
   }
 
-  _gone(reason, code = 1006) {
+  _gone(reason, code = CloseCode.ABNORMAL) {
     if (this.closed) return;
     this.closed = true;
     if (this._recvAbort) this._recvAbort.abort();
     const channels = Array.from(this._channels.values());
     this._channels.clear();
-    for (const channel of channels) channel.handlers.onclose(1006, reason, false);
-    this.onClose({ code: typeof code === "number" ? code : 1006, reason });
+    for (const channel of channels) channel.handlers.onclose(CloseCode.ABNORMAL, reason, false);
+    this.onClose({ code: typeof code === "number" ? code : CloseCode.ABNORMAL, reason });
   }
 
   /** End the session: the server releases everything it holds for it. */
@@ -362,7 +368,7 @@ export class PollingTransport {
       const init = this._init("DELETE");
       this.fetch(this._sessionUrl(), init).catch(() => {});
     }
-    for (const channel of channels) channel.handlers.onclose(1006, "the tunnel was closed", false);
-    this.onClose({ code: 1000, reason: "closed by the client" });
+    for (const channel of channels) channel.handlers.onclose(CloseCode.ABNORMAL, "the tunnel was closed", false);
+    this.onClose({ code: CloseCode.NORMAL, reason: "closed by the client" });
   }
 }

@@ -8,6 +8,7 @@
 // https, or a path relative to the base URL).
 
 import { toArrayBuffer, toBytes } from "./codec.js";
+import { CloseCode } from "./names.js";
 import { pathUnderBase, toWebSocketUrl } from "./urls.js";
 
 const CONNECTING = 0;
@@ -115,7 +116,7 @@ export function makeWebSocketClass(tunnel) {
             this.#channel = channel;
             if (this.#closeRequest) channel.close(...this.#closeRequest);
           },
-          () => this.#onClose(1006, "", false),
+          () => this.#onClose(CloseCode.ABNORMAL, "", false),
         );
     }
 
@@ -201,7 +202,7 @@ export function makeWebSocketClass(tunnel) {
 
     /** Close with an optional code (1000 or 3000-4999) and reason (at most 123 bytes). */
     close(code = undefined, reason = undefined) {
-      if (code !== undefined && code !== 1000 && !(code >= 3000 && code <= 4999)) {
+      if (code !== undefined && code !== CloseCode.NORMAL && !(code >= 3000 && code <= 4999)) {
         throw domError(`The close code must be 1000 or 3000-4999, not ${code}`, "InvalidAccessError");
       }
       if (reason !== undefined && encoder.encode(String(reason)).byteLength > 123) {
@@ -241,9 +242,9 @@ export function makeWebSocketClass(tunnel) {
       if (this.#readyState === CLOSED) return;
       // As in browsers, a connection that ends abnormally (1006: it failed, or the
       // tunnel went away) fires error first, then close.
-      if ((code ?? 1005) === 1006) this.#onError();
+      if ((code ?? CloseCode.NO_STATUS) === CloseCode.ABNORMAL) this.#onError();
       this.#readyState = CLOSED;
-      this.dispatchEvent(makeCloseEvent(code ?? 1005, reason ?? "", Boolean(wasClean)));
+      this.dispatchEvent(makeCloseEvent(code ?? CloseCode.NO_STATUS, reason ?? "", Boolean(wasClean)));
     }
 
     static {

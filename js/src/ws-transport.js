@@ -8,13 +8,14 @@
 
 import { parseHello, toBytes } from "./codec.js";
 import { TunnelError } from "./errors.js";
+import { CloseCode, PROXIED_WS_PREFIX, TUNNEL_PATH } from "./names.js";
 import { toWebSocketUrl } from "./urls.js";
 
 /** How long to wait for the hello before taking the server for a legacy one (ms). */
 const HELLO_TIMEOUT = 2000;
 
-export const TUNNEL_PATH = "http_over_websocket";
-export const PROXIED_WS_PATH = "http_over_websocket/proxied_ws/";
+// Kept for importers under their earlier names (names.js defines them).
+export { PROXIED_WS_PREFIX as PROXIED_WS_PATH, TUNNEL_PATH };
 
 function withQuery(url, params) {
   const u = new URL(url);
@@ -91,7 +92,7 @@ export class WebSocketTransport {
         if (settled) return;
         if (!opened) {
           finish(new TunnelError("upgrade", "the tunnel WebSocket upgrade failed", { code: event.code }));
-        } else if (event.code === 4400) {
+        } else if (event.code === CloseCode.BAD_REQUEST) {
           finish(new TunnelError("version", event.reason || "the server is older than minVersion", {
             code: event.code,
             reason: event.reason,
@@ -107,7 +108,7 @@ export class WebSocketTransport {
       // never a close event: an error before the socket opened is the failure itself.
       ws.onerror = () => {
         if (!opened) {
-          setTimeout(() => finish(new TunnelError("upgrade", "the tunnel WebSocket upgrade failed", { code: 1006 })), 50);
+          setTimeout(() => finish(new TunnelError("upgrade", "the tunnel WebSocket upgrade failed", { code: CloseCode.ABNORMAL })), 50);
         }
       };
     });
@@ -161,7 +162,7 @@ export class WebSocketTransport {
    * onclose(code, reason, wasClean) and onerror().
    */
   openChannel(path, protocols, handlers) {
-    const url = new URL(toWebSocketUrl(this.baseUrl) + PROXIED_WS_PATH + path.replace(/^\//, ""));
+    const url = new URL(toWebSocketUrl(this.baseUrl) + PROXIED_WS_PREFIX + path.replace(/^\//, ""));
     if (this.token) url.searchParams.set("token", this.token);
     const ws = protocols.length ? new this.WS(url.href, protocols) : new this.WS(url.href);
     ws.binaryType = "arraybuffer";
@@ -176,11 +177,11 @@ export class WebSocketTransport {
     // tunnel.close(): the socket goes with the tunnel, as over polling.
     const end = () => {
       try {
-        ws.close(1000);
+        ws.close(CloseCode.NORMAL);
       } catch {
         // already closing
       }
-      onclose(1006, "the tunnel was closed", false);
+      onclose(CloseCode.ABNORMAL, "the tunnel was closed", false);
     };
     this._channels.add(end);
     ws.onopen = () => {
@@ -191,7 +192,7 @@ export class WebSocketTransport {
     ws.onerror = () => {
       handlers.onerror();
       // As in open(): a refused upgrade may come without a close event.
-      if (!opened) setTimeout(() => onclose(1006, "", false), 50);
+      if (!opened) setTimeout(() => onclose(CloseCode.ABNORMAL, "", false), 50);
     };
     ws.onclose = (event) => onclose(event.code, event.reason, event.wasClean);
     return {
@@ -207,11 +208,11 @@ export class WebSocketTransport {
   close() {
     if (this.closed) return;
     try {
-      this.ws.close(1000);
+      this.ws.close(CloseCode.NORMAL);
     } catch {
       // already closing
     }
     for (const end of Array.from(this._channels)) end();
-    this._closed(1000, "closed by the client");
+    this._closed(CloseCode.NORMAL, "closed by the client");
   }
 }
