@@ -19,7 +19,7 @@ extension too (it sends nothing the original did not accept).
 from __future__ import annotations
 
 from ._diagnose import diagnose
-from ._polling import PolledWebSocket
+from ._polled_socket import PolledWebSocket
 from ._responses import Response, StreamingResponse
 from ._tunnel import TunnelClient, TunnelClosedError, TunnelWebSocket
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..wire.handshake import Diagnosis
+from ..wire.names import DIAGNOSE_PATH
 from ..wire.protocol import decode_json
 from ._connect import Endpoint
 
@@ -25,7 +26,7 @@ async def diagnose(
     """
     endpoint = Endpoint(url, cookies=cookies or {}, origin=origin, connect_timeout=connect_timeout)
     query = {"min_version": min_version} if min_version else None
-    connection = await endpoint.open("http_over_websocket/diagnose", query)
+    connection = await endpoint.open(DIAGNOSE_PATH, query)
     try:
         await connection.write_message(message)
         answer = await connection.read_message()

@@ -16,18 +16,16 @@ import contextlib
 import itertools
 import json
 from collections import deque
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from tornado import httpclient
 
+from ..wire.names import POLLING_PATH, CloseCode, status_close_code
 from ..wire.polling import (
     TUNNEL_CHANNEL,
     BinaryEnvelope,
     ClosedEnvelope,
-    CloseEnvelope,
     Envelope,
-    OpenedEnvelope,
     OpenEnvelope,
     TextEnvelope,
     encode_batch,
@@ -36,31 +34,29 @@ from ..wire.polling import (
 )
 from ._connect import Endpoint
 from ._http import HttpResponse, KeepAliveClient
+from ._polled_socket import PolledWebSocket
+from ._transport import OnClosed, OnMessage, not_attached
 
 #: The most bytes of envelopes one ``send`` carries (more wait for the next one).
 MAX_SEND_BATCH = 8 * 1024 * 1024
 #: Seconds between retries of a request that failed on the network.
 RETRY_DELAYS = (0.05, 0.2, 0.5, 1.0, 2.0)
-#: Close code reported when the server no longer knows the session (it expired).
-SESSION_GONE = 4404
 
-OnMessage = Callable[[Any, "str | bytes"], None]
-OnClosed = Callable[[Any], None]
+__all__ = ["PolledWebSocket", "PollingTransport"]
 
 
 class PollingTransport:
-    """One polling session: channel 0 for the tunnel, more channels for proxied sockets."""
+    """One polling session: channel 0 for the tunnel, more channels for proxied sockets.
 
-    name = "polling"
+    It implements :class:`~._transport.Transport`: it sends and polls once
+    :meth:`attach` has given it its listeners.
+    """
 
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        http: KeepAliveClient,
-        session: dict[str, Any],
-        on_message: OnMessage,
-        on_closed: OnClosed,
-    ) -> None:
+    name: Final = "polling"
+    #: Channel 0 carries JSON text frames only: binary messages on it are UTF-8 text.
+    binary_replies: Final = False
+
+    def __init__(self, endpoint: Endpoint, http: KeepAliveClient, session: dict[str, Any]) -> None:
         self.endpoint = endpoint
         self._http = http
         self.session_id = str(session["session_id"])
@@ -72,8 +68,10 @@ class PollingTransport:
         #: server has expired it by then (its ``idle_timeout``).
         self.give_up_after = float(session.get("idle_timeout") or 60) + self.poll_timeout
         self._unreachable_since: float | None = None
-        self._on_message = on_message
-        self._on_closed = on_closed
+        self._on_message: OnMessage = not_attached
+        self._on_closed: OnClosed = not_attached
+        #: Binary framing is never confirmed over polling: requests go out as JSON.
+        self.framing = "json"
         # client -> server: envelopes numbered from 0, kept until acknowledged
         self._out: deque[tuple[bytes, asyncio.Future[None]]] = deque()
         self._out_first = 0
@@ -86,8 +84,8 @@ class PollingTransport:
         self.close_reason: str | None = None
         self._closed = asyncio.Event()
         self._poll_task: asyncio.Future[HttpResponse] | None = None
-        self._poller = asyncio.ensure_future(self._poll_loop())
-        self._sender = asyncio.ensure_future(self._send_loop())
+        self._poller: asyncio.Future[None] | None = None
+        self._sender: asyncio.Future[None] | None = None
         #: How many ``recv`` answers were thrown away by :meth:`drop_next_poll` (tests).
         self.dropped_polls = 0
         #: How many ``recv`` answers arrived (empty ones after a poll timeout included).
@@ -98,17 +96,21 @@ class PollingTransport:
     async def open(
         cls,
         endpoint: Endpoint,
-        on_message: OnMessage,
-        on_closed: OnClosed,
+        on_message: OnMessage | None = None,
+        on_closed: OnClosed | None = None,
         *,
         min_version: str | None = None,
     ) -> PollingTransport:
-        """Open a session; raises ``HTTPClientError`` when the server refuses it."""
+        """Open a session; raises ``HTTPClientError`` when the server refuses it.
+
+        With ``on_message`` and ``on_closed`` the session is attached to them at once;
+        without, call :meth:`attach` before it runs.
+        """
         http = KeepAliveClient()
         query = {"min_version": min_version} if min_version else None
         try:
             response = await http.fetch(
-                endpoint.http_url("http_over_websocket/polling", query),
+                endpoint.http_url(POLLING_PATH, query),
                 "POST",
                 b"{}",
                 endpoint.request_headers(json_body=True),
@@ -121,7 +123,18 @@ class PollingTransport:
         except BaseException:
             http.close()
             raise
-        return cls(endpoint, http, session, on_message, on_closed)
+        transport = cls(endpoint, http, session)
+        if on_message is not None and on_closed is not None:
+            transport.attach(on_message, on_closed)
+        return transport
+
+    def attach(self, on_message: OnMessage, on_closed: OnClosed) -> None:
+        """Deliver tunnel messages and the end to these listeners; start the session's loops."""
+        self._on_message = on_message
+        self._on_closed = on_closed
+        if self._poller is None and not self.closed:
+            self._poller = asyncio.ensure_future(self._poll_loop())
+            self._sender = asyncio.ensure_future(self._send_loop())
 
     # ------------------------------------------------------------ state
 
@@ -198,11 +211,13 @@ class PollingTransport:
                 self._acknowledged(int(json.loads(response.body)["ack"]))
                 continue
             if response is not None and response.code in (403, 404):
-                self._end(SESSION_GONE, "the server closed the polling session")
+                self._end(CloseCode.SESSION_GONE, "the server closed the polling session")
                 return
             if response is not None and 400 <= response.code < 500:
                 # The server refuses the batch itself: nothing to retry.
-                self._end(4000 + response.code, response.body.decode("utf-8", "replace"))
+                self._end(
+                    status_close_code(response.code), response.body.decode("utf-8", "replace")
+                )
                 return
             if not await self._retry_later(failures):
                 return
@@ -214,7 +229,7 @@ class PollingTransport:
         if self._unreachable_since is None:
             self._unreachable_since = loop.time()
         elif loop.time() - self._unreachable_since > self.give_up_after:
-            self._end(1006, "the server could not be reached")
+            self._end(CloseCode.ABNORMAL, "the server could not be reached")
             return False
         await asyncio.sleep(RETRY_DELAYS[min(failures, len(RETRY_DELAYS) - 1)])
         return not self.closed
@@ -257,7 +272,7 @@ class PollingTransport:
                 self._take(response.body)
                 continue
             if response is not None and response.code in (403, 404):
-                self._end(SESSION_GONE, "the server closed the polling session")
+                self._end(CloseCode.SESSION_GONE, "the server closed the polling session")
                 return
             if self.closed:
                 return
@@ -284,8 +299,8 @@ class PollingTransport:
             return
         channel = self._channels.get(envelope.channel)
         if channel is not None:
-            channel._receive(envelope)
-            if channel.close_code is not None or channel._ended:
+            channel.receive(envelope)
+            if channel.close_code is not None or channel.ended:
                 self._channels.pop(envelope.channel, None)
 
     # ------------------------------------------------------------ proxied sockets
@@ -297,7 +312,7 @@ class PollingTransport:
         self._channels[number] = socket
         self.post(OpenEnvelope(number, "/" + path.lstrip("/"), tuple(subprotocols or ())))
         try:
-            await asyncio.wait_for(socket._opened, self.endpoint.connect_timeout + 5)
+            await socket.wait_opened(self.endpoint.connect_timeout + 5)
         except BaseException:
             self._channels.pop(number, None)
             raise
@@ -306,14 +321,13 @@ class PollingTransport:
     # ------------------------------------------------------------ the end
 
     def _url(self, action: str, query: dict[str, str] | None = None) -> str:
-        return self.endpoint.http_url(
-            f"http_over_websocket/polling/{self.session_id}/{action}", query
-        )
+        return self.endpoint.http_url(f"{POLLING_PATH}/{self.session_id}/{action}", query)
 
     def _end(self, code: int, reason: str) -> None:
         if self.closed:
             return
-        self.close_code, self.close_reason = code, reason
+        # A plain int, as the codes the server sends are (``str()`` of an IntEnum differs).
+        self.close_code, self.close_reason = int(code), reason
         self._closed.set()
         error = ConnectionError(f"polling session closed ({code}, {reason!r})")
         for _, done in self._out:
@@ -321,7 +335,7 @@ class PollingTransport:
                 done.set_exception(error)
                 done.exception()  # nobody may be waiting: do not warn about it
         for channel in list(self._channels.values()):
-            channel._receive(ClosedEnvelope(channel.number, 1006, reason))
+            channel.receive(ClosedEnvelope(channel.number, CloseCode.ABNORMAL, reason))
         self._channels.clear()
         self._on_closed(self)
 
@@ -330,17 +344,18 @@ class PollingTransport:
         if not self.closed:
             with contextlib.suppress(Exception):
                 await self._http.fetch(
-                    self.endpoint.http_url(f"http_over_websocket/polling/{self.session_id}"),
+                    self.endpoint.http_url(f"{POLLING_PATH}/{self.session_id}"),
                     "DELETE",
                     None,
                     self.endpoint.request_headers(),
                     timeout=self.endpoint.connect_timeout,
                     connect_timeout=self.endpoint.connect_timeout,
                 )
-        self._end(1000, "closed by the client")
-        for task in (self._poller, self._sender):
+        self._end(CloseCode.NORMAL, "closed by the client")
+        loops = [task for task in (self._poller, self._sender) if task is not None]
+        for task in loops:
             task.cancel()
-        await asyncio.gather(self._poller, self._sender, return_exceptions=True)
+        await asyncio.gather(*loops, return_exceptions=True)
         self._http.close()
 
 
@@ -350,71 +365,3 @@ def _message(response: HttpResponse) -> str:
         return str(json.loads(response.body)["message"])
     except (ValueError, KeyError, TypeError):
         return response.reason
-
-
-class PolledWebSocket:
-    """A proxied socket over the polling transport.
-
-    It offers the part of Tornado's ``WebSocketClientConnection`` a caller uses:
-    ``read_message``, ``write_message``, ``close``, ``close_code``,
-    ``close_reason`` and ``selected_subprotocol``.
-    """
-
-    def __init__(self, transport: PollingTransport, number: int) -> None:
-        self._transport = transport
-        self.number = number
-        self.selected_subprotocol: str | None = None
-        self.close_code: int | None = None
-        self.close_reason: str | None = None
-        self._messages: asyncio.Queue[str | bytes | None] = asyncio.Queue()
-        self._opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._closing = False
-        self._ended = False
-
-    def _receive(self, envelope: Envelope) -> None:
-        if isinstance(envelope, OpenedEnvelope):
-            self.selected_subprotocol = envelope.protocol
-            if not self._opened.done():
-                self._opened.set_result(None)
-        elif isinstance(envelope, TextEnvelope):
-            self._messages.put_nowait(envelope.text)
-        elif isinstance(envelope, BinaryEnvelope):
-            self._messages.put_nowait(envelope.data)
-        elif isinstance(envelope, ClosedEnvelope) and not self._ended:
-            self._ended = True
-            code = envelope.code
-            if not self._opened.done():
-                # Refused before opening: report it as the upgrade's HTTP status would be.
-                status = code - 4000 if code is not None and 4100 <= code < 4600 else 502
-                self._opened.set_exception(
-                    httpclient.HTTPClientError(status, envelope.reason or None)
-                )
-                return
-            self.close_code = code if code is not None else 1005
-            self.close_reason = envelope.reason
-            self._messages.put_nowait(None)
-
-    async def read_message(self) -> str | bytes | None:
-        """The next message, or ``None`` once the socket has closed."""
-        if self._ended and self._messages.empty():
-            return None
-        return await self._messages.get()
-
-    def write_message(self, message: str | bytes, binary: bool = False) -> asyncio.Future[None]:
-        """Send a message (text for ``str``, binary for ``bytes``); resolves once acknowledged."""
-        if self._closing or self._ended:
-            done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            done.set_exception(ConnectionError("the socket is closed"))
-            return done
-        if isinstance(message, str) and not binary:
-            return self._transport.post(TextEnvelope(self.number, message))
-        data = message.encode("utf-8") if isinstance(message, str) else bytes(message)
-        return self._transport.post(BinaryEnvelope(self.number, data))
-
-    def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """Close the socket (the server passes ``code`` and ``reason`` on)."""
-        if self._closing or self._ended:
-            return
-        self._closing = True
-        future = self._transport.post(CloseEnvelope(self.number, code, reason))
-        future.add_done_callback(lambda f: f.cancelled() or f.exception())

@@ -5,14 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..wire.protocol import ReplyFrame
-
-if TYPE_CHECKING:
-    from ._tunnel import TunnelClient
 
 
 @dataclass
@@ -72,20 +69,23 @@ class StreamingResponse:
 
 
 class _StreamContext:
+    """``async with tunnel.stream(...) as response``: starts the request, cancels it if left early.
+
+    ``start`` sends the request and returns its response once the first frame is in;
+    ``cancel(message_id)`` asks the server to stop it.
+    """
+
     def __init__(
         self,
-        client: TunnelClient,
-        method: str,
-        path: str,
-        body: bytes | str | None,
-        headers: Mapping[str, str] | None,
+        start: Callable[[], Awaitable[StreamingResponse]],
+        cancel: Callable[[Any], None],
     ) -> None:
-        self._args = (method, path, body, headers)
-        self._client = client
+        self._start = start
+        self._cancel = cancel
         self._response: StreamingResponse | None = None
 
     async def __aenter__(self) -> StreamingResponse:
-        self._response = await self._client._stream(*self._args)
+        self._response = await self._start()
         return self._response
 
     async def __aexit__(self, *exc: object) -> None:
@@ -93,6 +93,6 @@ class _StreamContext:
         # on the server, so it stops producing data nobody reads.
         response = self._response
         if response is not None and not response.done:
-            self._client.cancel(response.message_id)
+            self._cancel(response.message_id)
             with contextlib.suppress(Exception):
                 await response.read()

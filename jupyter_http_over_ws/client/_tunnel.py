@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -14,11 +15,22 @@ from tornado.httpclient import HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
 from ..wire.framing import encode_binary_request, parse_binary_reply, parse_hello
+from ..wire.names import TUNNEL_PATH
 from ..wire.protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
-from ._polling import PolledWebSocket, PollingTransport
+from ._polling import PollingTransport
 from ._responses import Response, StreamingResponse, _StreamContext
+from ._transport import Transport, TunnelWebSocket
 from ._websocket import WebSocketTransport
+
+__all__ = [
+    "DEFAULT_UPGRADE_INTERVAL",
+    "TRANSPORTS",
+    "Transport",
+    "TunnelClient",
+    "TunnelClosedError",
+    "TunnelWebSocket",
+]
 
 
 class TunnelClosedError(ConnectionError):
@@ -30,23 +42,20 @@ TRANSPORTS = ("websocket", "polling")
 #: Seconds between attempts to move a polling client back to a WebSocket.
 DEFAULT_UPGRADE_INTERVAL = 15.0
 
-Transport = WebSocketTransport | PollingTransport
-#: What :meth:`TunnelClient.websocket` returns: Tornado's connection over the WebSocket
-#: transport, a :class:`PolledWebSocket` (same methods) over the polling transport.
-TunnelWebSocket = WebSocketClientConnection | PolledWebSocket
-
 
 class TunnelClient:
     """One tunnel to a Jupyter server running the extension, over a WebSocket or polling.
 
     ``transport`` says which carries new requests (``"websocket"`` or ``"polling"``);
     ``on_transport_change`` callbacks and :meth:`wait_for_transport` observe changes.
+    ``connection`` is an open tunnel WebSocket, or a :class:`Transport` (a
+    ``PollingTransport``) the client attaches itself to.
     """
 
     def __init__(
         self,
         endpoint: Endpoint,
-        connection: WebSocketClientConnection | PollingTransport | None = None,
+        connection: WebSocketClientConnection | Transport | None = None,
         *,
         transports: Sequence[str] = ("websocket",),
         upgrade_query: Mapping[str, str] | None = None,
@@ -55,7 +64,8 @@ class TunnelClient:
     ) -> None:
         self.endpoint = endpoint
         self._ids = itertools.count(1)
-        self._pending: dict[Any, tuple[asyncio.Queue[ReplyFrame | BaseException], Any]] = {}
+        #: message_id -> (the queue its reply frames go to, the transport it went out on)
+        self._pending: dict[Any, tuple[asyncio.Queue[ReplyFrame | BaseException], Transport]] = {}
         #: Reply frames that named no pending request (e.g. ``JSON input is required.``).
         self.unmatched: asyncio.Queue[ReplyFrame] = asyncio.Queue()
         self._transports = tuple(transports)
@@ -67,22 +77,18 @@ class TunnelClient:
         self._changed = asyncio.Event()
         self._closed = asyncio.Event()
         self._closing = False
-        self._retired: set[Any] = set()
+        self._retired: set[Transport] = set()
         self._upgrader: asyncio.Task[None] | None = None
         self._fallback: asyncio.Task[None] | None = None
         #: How many times the transport changed after connecting.
         self.transport_changes = 0
-        self._extension_version: str | None = None
-        if isinstance(connection, PollingTransport):
-            self._current: Any = connection
-            self._extension_version = connection.extension_version
-            connection._on_message = self._on_message
-            connection._on_closed = self._on_transport_closed
+        if isinstance(connection, WebSocketClientConnection):
+            transport: Transport = WebSocketTransport(endpoint, connection)
         else:
             assert connection is not None
-            self._current = WebSocketTransport(
-                endpoint, connection, self._on_message, self._on_transport_closed
-            )
+            transport = connection
+        self._extension_version = transport.extension_version
+        self._current = self._attach(transport)
         self._start_upgrader()
 
     @classmethod
@@ -150,7 +156,7 @@ class TunnelClient:
         upgrade_error: Exception | None = None
         if "websocket" in transports:
             try:
-                connection = await endpoint.open("http_over_websocket", query)
+                connection = await endpoint.open(TUNNEL_PATH, query)
             except Exception as error:
                 if "polling" not in transports or _refused(error):
                     raise
@@ -159,9 +165,7 @@ class TunnelClient:
                 return cls(endpoint, connection, **options)
         endpoint = _polling_endpoint(endpoint, auth_url)
         try:
-            transport = await PollingTransport.open(
-                endpoint, _unbound, _unbound, min_version=min_version
-            )
+            transport = await PollingTransport.open(endpoint, min_version=min_version)
         except HTTPClientError as error:
             if upgrade_error is not None and error.code == 404:
                 # No polling endpoint (an older server, or allow_polling=False): the
@@ -175,7 +179,7 @@ class TunnelClient:
     @property
     def transport(self) -> str:
         """The transport new requests and sockets use: ``"websocket"`` or ``"polling"``."""
-        return str(self._current.name)
+        return self._current.name
 
     @property
     def extension_version(self) -> str | None:
@@ -191,7 +195,7 @@ class TunnelClient:
     @property
     def framing(self) -> str:
         """The framing requests go out in: ``"json"``, or ``"binary"`` once confirmed."""
-        return str(getattr(self._current, "framing", "json"))
+        return self._current.framing
 
     @framing.setter
     def framing(self, value: str) -> None:
@@ -200,6 +204,11 @@ class TunnelClient:
     def add_transport_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(transport_name)`` whenever the transport changes."""
         self._listeners.append(callback)
+
+    def _attach(self, transport: Transport) -> Transport:
+        """Route ``transport``'s reply frames and its end to this client."""
+        transport.attach(self._on_message, self._on_transport_closed)
+        return transport
 
     async def wait_for_transport(self, name: str, timeout: float | None = None) -> None:
         """Wait until ``transport`` is ``name`` (``asyncio.TimeoutError`` after ``timeout``)."""
@@ -213,7 +222,7 @@ class TunnelClient:
 
     def _start_upgrader(self) -> None:
         if (
-            isinstance(self._current, PollingTransport)
+            self._current.name == "polling"
             and "websocket" in self._transports
             and self._upgrade_interval > 0
         ):
@@ -222,10 +231,10 @@ class TunnelClient:
     async def _upgrade_loop(self) -> None:
         """Try the WebSocket from time to time; once it works, move new work there."""
         delay = self._upgrade_interval
-        while not self._closing and isinstance(self._current, PollingTransport):
+        while not self._closing and self._current.name == "polling":
             await asyncio.sleep(delay)
             try:
-                connection = await self.endpoint.open("http_over_websocket", self._upgrade_query)
+                connection = await self.endpoint.open(TUNNEL_PATH, self._upgrade_query)
             except Exception:  # still no WebSocket: keep polling
                 # Back off (up to 20 intervals) so a proxy that never passes upgrades
                 # costs the server one refused upgrade now and then, not a steady stream.
@@ -235,16 +244,14 @@ class TunnelClient:
                 connection.close()
                 return
             old = self._current
-            self._current = WebSocketTransport(
-                self.endpoint, connection, self._on_message, self._on_transport_closed
-            )
+            self._current = self._attach(WebSocketTransport(self.endpoint, connection))
             # Requests and sockets already on the polling session finish there; the
             # session is closed once nothing is left on it, so nothing is lost.
             self._retired.add(old)
             self._retire_when_idle(old)
             self._announce()
 
-    def _retire_when_idle(self, transport: Any) -> None:
+    def _retire_when_idle(self, transport: Transport) -> None:
         async def retire() -> None:
             def busy() -> bool:
                 pending = any(t is transport for _, t in self._pending.values())
@@ -266,8 +273,8 @@ class TunnelClient:
 
     # ------------------------------------------------------------ frames
 
-    def _on_message(self, transport: Any, message: str | bytes) -> None:
-        if isinstance(message, bytes) and not isinstance(transport, PollingTransport):
+    def _on_message(self, transport: Transport, message: str | bytes) -> None:
+        if isinstance(message, bytes) and transport.binary_replies:
             frame = parse_binary_reply(message)
         else:
             if isinstance(message, bytes):
@@ -289,7 +296,7 @@ class TunnelClient:
             del self._pending[frame.message_id]
         queue.put_nowait(frame)
 
-    def _on_transport_closed(self, transport: Any) -> None:
+    def _on_transport_closed(self, transport: Transport) -> None:
         error = TunnelClosedError(
             f"tunnel closed (code {transport.close_code}, reason {transport.close_reason!r})"
         )
@@ -302,7 +309,7 @@ class TunnelClient:
         if self._upgrader is not None:
             self._upgrader.cancel()
         if (
-            isinstance(transport, WebSocketTransport)
+            transport.name == "websocket"
             and transport.close_code is None  # dropped by the network, not closed by the server
             and "polling" in self._transports
             and not self._closing
@@ -320,15 +327,13 @@ class TunnelClient:
         """
         query = self._upgrade_query
         endpoint = _polling_endpoint(self.endpoint, query.get("jupyter_http_over_ws_auth_url"))
+        transport: Transport | None
         try:
-            transport = await PollingTransport.open(
-                endpoint,
-                self._on_message,
-                self._on_transport_closed,
-                min_version=query.get("min_version"),
-            )
+            polling = await PollingTransport.open(endpoint, min_version=query.get("min_version"))
         except Exception:  # the server is gone too: the tunnel is closed
             transport = None
+        else:
+            transport = self._attach(polling)
         if transport is not None and self._closing:
             await transport.close()
             transport = None
@@ -350,12 +355,12 @@ class TunnelClient:
     @property
     def close_code(self) -> int | None:
         """The close code, once the server has closed the tunnel."""
-        return self._current.close_code  # type: ignore[no-any-return]
+        return self._current.close_code
 
     @property
     def close_reason(self) -> str | None:
         """The close reason, once the server has closed the tunnel."""
-        return self._current.close_reason  # type: ignore[no-any-return]
+        return self._current.close_reason
 
     async def __aenter__(self) -> TunnelClient:
         return self
@@ -450,7 +455,9 @@ class TunnelClient:
             async with tunnel.stream("GET", "/files/big.bin") as response:
                 async for chunk in response: ...
         """
-        return _StreamContext(self, method, path, body, headers)
+        return _StreamContext(
+            functools.partial(self._stream, method, path, body, headers), self.cancel
+        )
 
     async def _stream(
         self,
@@ -509,7 +516,3 @@ def _polling_endpoint(endpoint: Endpoint, auth_url: str | None) -> Endpoint:
         return endpoint
     token = parse_qs(urlsplit(auth_url).query).get("token", [None])[-1]
     return dataclasses.replace(endpoint, token=token)
-
-
-def _unbound(*args: Any) -> None:
-    """Placeholder callbacks until the client takes the transport over."""
