@@ -16,7 +16,13 @@ from tornado.websocket import WebSocketClientConnection
 
 from ..wire.framing import encode_binary_request, parse_binary_reply, parse_hello
 from ..wire.names import TUNNEL_PATH
-from ..wire.protocol import ReplyFrame, decode_object, dumps, encode_request, parse_reply
+from ..wire.protocol import (
+    ReplyFrame,
+    decode_object,
+    encode_cancel,
+    encode_request,
+    parse_reply,
+)
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
 from ._polling import PollingTransport
 from ._responses import Response, StreamingResponse, _StreamContext
@@ -419,7 +425,7 @@ class TunnelClient:
         """Ask the server to stop request ``message_id`` (its final frame still arrives)."""
         entry = self._pending.get(message_id)
         if entry is not None and not entry[1].closed:
-            entry[1].send(dumps({"message_id": message_id, "cancel": True}), False)
+            entry[1].send(encode_cancel(message_id), False)
 
     async def request(
         self,

@@ -387,6 +387,11 @@ def encode_request(
 # ------------------------------------------------------------------ server replies
 
 
+def encode_cancel(message_id: Any) -> bytes:
+    """A client's request to stop the in-flight request ``message_id`` (answered 499)."""
+    return dumps({"message_id": message_id, "cancel": True})
+
+
 def encode_reply(
     message_id: Any,
     *,

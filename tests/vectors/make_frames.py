@@ -408,8 +408,7 @@ def build() -> dict[str, Any]:
         json_requests.append(entry)
 
     cancels = [
-        # The Python client builds its cancel inline (client/_tunnel.py): the same object.
-        {**c, "text": protocol.dumps({"message_id": c["message_id"], "cancel": True}).decode()}
+        {**c, "text": protocol.encode_cancel(c["message_id"]).decode()}
         for c in CANCELS
     ]
 
