@@ -7,13 +7,10 @@ on the command line (``--HttpOverWebSocketApp.max_message_size=...``) or in a
 
 from __future__ import annotations
 
-import asyncio
 import re
-from typing import Any, Protocol
+from typing import Any
 
-from jupyter_server.auth import IdentityProvider
 from jupyter_server.extension.application import ExtensionApp
-from tornado.ioloop import PeriodicCallback
 from traitlets import Bool, Float, Int, List, TraitError, Unicode, observe, validate
 
 from ._version import __version__
@@ -26,23 +23,10 @@ from .handlers import (
     static_root,
 )
 from .handlers.polling import polling_handlers
-from .polling import PollingRegistry
-from .session import SessionLimits, TunnelSession
+from .runtime import TunnelRegistry
+from .session import SessionLimits
+from .wire.names import DIAGNOSE_PATH, PROXIED_WS_PREFIX, STATIC_PREFIX, TUNNEL_PATH
 from .wire.protocol import PathPolicy
-from .wsproxy import PROXIED_WS_PREFIX
-
-#: Close code for a socket over ``max_sockets_per_user`` (4000 + HTTP 429).
-TOO_MANY_SOCKETS_CODE = 4429
-#: Close code for a tunnel closed by ``idle_timeout`` (4000 + HTTP 408).
-IDLE_CODE = 4408
-
-
-class ShutdownAware(Protocol):
-    """A socket handler the extension ends on server shutdown."""
-
-    async def shutdown(self) -> None:
-        """Finish what can be finished and close the socket with 1001."""
-
 
 MiB = 1024 * 1024
 
@@ -257,115 +241,41 @@ class HttpOverWebSocketApp(ExtensionApp):
             raise TraitError(f"HttpOverWebSocketApp.poll_timeout must be > 0, not {value}")
         return value
 
-    def admit(self, socket: Any) -> tuple[int, str] | None:
-        """Register an opened socket, or say why it must close (``max_sockets_per_user``)."""
-        return self.admit_as(self._user_key(socket), socket)
-
-    def user_key(self, handler: Any) -> str:
-        """Whose sockets (and polling sessions) ``handler``'s request opens."""
-        return self._user_key(handler)
-
-    def admit_as(self, username: str, socket: Any) -> tuple[int, str] | None:
-        """Register a socket (or polling session or channel) of ``username``, or refuse it."""
-        socket.tunnel_username = username
-        if self.max_sockets_per_user:
-            mine = sum(1 for s in self.sockets if getattr(s, "tunnel_username", None) == username)
-            if mine >= self.max_sockets_per_user:
-                self.log.warning(
-                    "http_over_websocket: refusing a socket over the per-user limit (%s)",
-                    self.max_sockets_per_user,
-                )
-                return (
-                    TOO_MANY_SOCKETS_CODE,
-                    f"Too many tunnel sockets for this user (limit {self.max_sockets_per_user}; "
-                    "see HttpOverWebSocketApp.max_sockets_per_user)",
-                )
-        self.sockets.add(socket)
-        return None
-
-    @staticmethod
-    def _user_key(socket: Any) -> str:
-        # jupyter_server's own identity providers make up a new anonymous user for every
-        # token-authenticated request, though a single person holds the token or the
-        # password: their sockets all count as one user's. Providers that identify
-        # users (JupyterHub's) override get_user, and their usernames are used.
-        if type(socket.identity_provider).get_user is IdentityProvider.get_user:
-            return ""
-        user = socket.current_user
-        return str(getattr(user, "username", user))
-
-    def watch_idle(self, socket: Any) -> PeriodicCallback | None:
-        """Close ``socket`` (code 4408) once its session has been idle ``idle_timeout`` s."""
-        if not self.idle_timeout:
-            return None
-        timeout = self.idle_timeout
-
-        def check() -> None:
-            session = getattr(socket, "session", None)
-            if session is not None and session.idle_seconds() >= timeout:
-                reason = f"Idle for {timeout:g} s (HttpOverWebSocketApp.idle_timeout)"
-                socket.close(IDLE_CODE, reason)
-
-        callback = PeriodicCallback(check, max(min(timeout / 4, 5.0), 0.05) * 1000)
-        callback.start()
-        return callback
-
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        #: The tunnel sockets open on this server, ended cleanly on shutdown.
-        self.sockets: set[ShutdownAware] = set()
-        self._entrance: PrivateEntrance | None = None
-        #: The open polling sessions (see docs/developers/polling.md).
-        self.polling_sessions = PollingRegistry()
+        #: What the tunnels hold open on this server (sockets, polling sessions, the
+        #: private entrance), ended in order on shutdown.
+        self.registry = TunnelRegistry(self, self._new_entrance)
 
-    def entrance(self) -> PrivateEntrance | None:
-        """The private entrance relays dial (started on first use), if the platform has one."""
-        if self._entrance is None and PrivateEntrance.available():
-            serverapp = self.serverapp
-            assert serverapp is not None
-            entrance = PrivateEntrance(
-                serverapp.web_app,
-                max_body_size=getattr(serverapp, "max_body_size", None),
-                max_buffer_size=getattr(serverapp, "max_buffer_size", None),
-            )
-            try:
-                entrance.start()
-            except OSError as e:  # e.g. a temporary directory that refuses sockets
-                self.log.warning("http_over_websocket: no private relay entrance: %s", e)
-                return None
-            self._entrance = entrance
-        return self._entrance
+    def _new_entrance(self) -> PrivateEntrance:
+        serverapp = self.serverapp
+        assert serverapp is not None
+        return PrivateEntrance(
+            serverapp.web_app,
+            max_body_size=getattr(serverapp, "max_body_size", None),
+            max_buffer_size=getattr(serverapp, "max_buffer_size", None),
+        )
 
     def initialize_handlers(self) -> None:
         """Register the three endpoints under the server's ``base_url``."""
         options = {"extension": self}
+        static = {"path": str(static_root())}
         self.handlers.extend(
             [
-                (r"/http_over_websocket/?", TunnelHandler, options),
-                (r"/http_over_websocket/diagnose/?", DiagnoseHandler, options),
+                ("/" + TUNNEL_PATH + "/?", TunnelHandler, options),
+                ("/" + DIAGNOSE_PATH + "/?", DiagnoseHandler, options),
                 ("/" + PROXIED_WS_PREFIX + "(.+)", ProxiedWebSocketHandler, options),
                 # The browser client's ES modules (public, any origin; see handlers/static.py).
-                (r"/http_over_websocket/static/(.*)", StaticHandler, {"path": str(static_root())}),
+                ("/" + STATIC_PREFIX + "(.*)", StaticHandler, static),
             ]
         )
         if self.allow_polling:
             self.handlers.extend(polling_handlers(options))
 
-    @property
-    def sessions(self) -> list[TunnelSession]:
-        """The sessions of the open tunnel sockets."""
-        return [s for s in (getattr(h, "session", None) for h in self.sockets) if s is not None]
-
     async def stop_extension(self) -> None:
-        """End every tunnel cleanly before the server stops.
+        """End every tunnel cleanly before the server stops (see :meth:`TunnelRegistry.shutdown`).
 
         In-flight tunnelled requests get their final frame (503 if their response
         had not started), then every socket closes with 1001 (going away).
         """
-        sockets = list(self.sockets)
-        self.sockets.clear()
-        await asyncio.gather(*(s.shutdown() for s in sockets), return_exceptions=True)
-        await self.polling_sessions.close_all()
-        if self._entrance is not None:
-            await self._entrance.stop()
-            self._entrance = None
+        await self.registry.shutdown()

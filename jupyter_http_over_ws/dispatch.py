@@ -20,13 +20,13 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from tornado import httputil
 from tornado.iostream import StreamClosedError
 from tornado.web import Application
 
+from .upgrade import UpgradeContext
 from .wire.framing import JSON, Framing
 from .wire.protocol import HttpRequest
 
@@ -38,22 +38,6 @@ SendFrame = Callable[[bytes, bool], Awaitable[None]]
 #: with the ``_xsrf`` token; the tunnel supplies it from the upgrade's cookie, as
 #: the original did (see docs/operators/security.md).
 XSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-
-
-@dataclass(frozen=True)
-class UpgradeContext:
-    """What every request on one tunnel inherits from the tunnel's upgrade request.
-
-    ``headers`` are the upgrade's identity headers (``Host``, ``Origin``,
-    ``Cookie``, ``Authorization``, ``Referer``, ``User-Agent``); ``xsrf_token``
-    is the value of its ``_xsrf`` cookie, if any.
-    """
-
-    base_url: str
-    headers: tuple[tuple[str, str], ...]
-    remote_ip: str | None
-    protocol: str
-    xsrf_token: str | None = None
 
 
 class _RequestContext:

@@ -1,12 +1,10 @@
-"""Relaying one client WebSocket to one of this server's own WebSockets.
+"""Relaying one client WebSocket to one of this server's own WebSockets: the helpers.
 
-The upstream socket is opened through this server's private entrance (see
-:mod:`.entrance`) or, failing that, to the very address the client reached,
-never to anything derived from the client's ``Host`` header or path, so a relay
-cannot leave this server. It carries the
-client's identity headers, so the upstream handler (for example the kernel
-channels) authenticates and authorizes it exactly as a direct connection.
-Frames keep their type (text or binary) and the close code and reason pass
+Both transports relay (``proxied_ws`` and the polling transport's channels); they
+open the upstream socket with the one dial in :mod:`.upstream`, and share these
+helpers for what passes through: the path as the client encoded it, the status an
+upstream refusal becomes, the frame type, and the close codes that may be passed
+on. Frames keep their type (text or binary) and the close code and reason pass
 through in both directions.
 """
 
@@ -15,45 +13,12 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from tornado import httpclient, httputil
-from tornado.netutil import Resolver
+from tornado import httpclient
 from tornado.simple_httpclient import HTTPTimeoutError
-from tornado.websocket import WebSocketClientConnection, websocket_connect
 
 from .wire.names import PROXIED_WS_PREFIX, sendable_close_code
 
 __all__ = ["PROXIED_WS_PREFIX", "sendable_close_code"]
-
-
-
-async def connect_upstream(
-    url: str,
-    headers: httputil.HTTPHeaders,
-    subprotocols: list[str] | None,
-    *,
-    max_message_size: int,
-    connect_timeout: float,
-    resolver: Resolver | None = None,
-) -> WebSocketClientConnection:
-    """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal."""
-    request = httpclient.HTTPRequest(
-        url,
-        headers=headers,
-        connect_timeout=connect_timeout,
-        request_timeout=connect_timeout,
-        # The certificate is the server's own and the address its own socket's.
-        validate_cert=False,
-        follow_redirects=False,
-    )
-    connection = await websocket_connect(
-        request,
-        subprotocols=subprotocols or None,
-        max_message_size=max_message_size,
-        resolver=resolver,
-    )
-    if connection.protocol is not None:  # small kernel messages must not wait for Nagle
-        connection.protocol.set_nodelay(True)
-    return connection
 
 
 def raw_route_argument(request_path: str, route_prefix: str, decoded: str) -> str:

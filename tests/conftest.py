@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_http_over_ws.handlers import proxied_ws as proxied_ws_module
+from jupyter_http_over_ws import upstream as upstream_module
 
 pytest_plugins = ["jupyter_http_over_ws.pytest_plugin"]
 
@@ -17,13 +17,16 @@ def jp_server_config():
 
 @pytest.fixture
 def upstream_urls(monkeypatch):
-    """Every upstream socket proxied_ws dials (the spy still dials it)."""
+    """Every upstream socket the one dial opens, for proxied_ws and polling channels alike.
+
+    The spy still dials it.
+    """
     urls = []
-    real = proxied_ws_module.connect_upstream
+    real = upstream_module.connect_upstream
 
     async def spy(url, *args, **kwargs):
         urls.append(url)
         return await real(url, *args, **kwargs)
 
-    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
+    monkeypatch.setattr(upstream_module, "connect_upstream", spy)
     return urls

@@ -39,7 +39,7 @@ def live_tasks():
 async def settle(ext, baseline_tasks):
     for _ in range(100):
         gc.collect()
-        if not ext.sockets and len(live_tasks() - baseline_tasks) <= 1:
+        if not ext.registry.sockets and len(live_tasks() - baseline_tasks) <= 1:
             return
         await asyncio.sleep(0.05)
 
@@ -86,8 +86,8 @@ async def test_vanishing_clients_leak_nothing(
                 await writing
     await settle(ext, baseline_tasks)
 
-    assert not ext.sockets, "a tunnel socket outlived its client"
-    assert all(s.in_flight == 0 for s in ext.sessions)
+    assert not ext.registry.sockets, "a tunnel socket outlived its client"
+    assert all(s.in_flight == 0 for s in ext.registry.sessions)
     leaked = live_tasks() - baseline_tasks
     assert len(leaked) <= 1, leaked  # at most the test's own task
     assert open_fds() <= baseline_fds + 1
@@ -152,12 +152,12 @@ async def test_a_vanishing_client_cancels_its_request_upstream(
     connection = await Endpoint(hows_server_url, token=hows_token).open("http_over_websocket")
     connection.write_message('{"message_id": 1, "method": "GET", "path": "/hows-test/hang"}')
     await asyncio.wait_for(HangingHandler.started.wait(), 10)
-    assert [s.in_flight for s in ext.sessions] == [1]
+    assert [s.in_flight for s in ext.registry.sessions] == [1]
     connection.protocol.stream.close()  # vanish: no close frame
-    await until(lambda: HangingHandler.outcome and not ext.sessions)
+    await until(lambda: HangingHandler.outcome and not ext.registry.sessions)
     assert HangingHandler.outcome == ["connection closed"]
-    assert not ext.sessions
-    assert not ext.sockets
+    assert not ext.registry.sessions
+    assert not ext.registry.sockets
 
 
 # ---------------------------------------------------------------- kernel faults

@@ -159,7 +159,7 @@ async def test_cancel_stops_a_download(
                 break
         assert response.done  # exactly one final frame was read after the cancel
         assert 0 < received < 32 * 1024 * 1024
-        (session,) = ext.sessions
+        (session,) = ext.registry.sessions
         for _ in range(50):
             if session.in_flight == 0:
                 break

@@ -36,7 +36,7 @@ async def test_shutdown_gives_in_flight_requests_a_final_frame(
     )
     ext = extension(jp_serverapp)
     for _ in range(100):  # wait until the download is under way (and stalled: we do not read)
-        if any(s.in_flight for s in ext.sessions):
+        if any(s.in_flight for s in ext.registry.sessions):
             break
         await asyncio.sleep(0.05)
     await asyncio.sleep(0.5)
@@ -65,7 +65,7 @@ async def test_shutdown_before_the_response_starts_is_503(
     )
     ext = extension(jp_serverapp)
     for _ in range(100):
-        if any(s.in_flight for s in ext.sessions):
+        if any(s.in_flight for s in ext.registry.sessions):
             break
         await asyncio.sleep(0.01)
     await ext.stop_extension()
@@ -86,17 +86,17 @@ async def test_client_leaving_cancels_its_requests(
     )
     ext = extension(jp_serverapp)
     for _ in range(100):
-        if any(s.in_flight for s in ext.sessions):
+        if any(s.in_flight for s in ext.registry.sessions):
             break
         await asyncio.sleep(0.05)
-    (session,) = ext.sessions
+    (session,) = ext.registry.sessions
     assert session.in_flight == 1
     connection.close()
     for _ in range(100):
-        if not ext.sessions and session.in_flight == 0:
+        if not ext.registry.sessions and session.in_flight == 0:
             break
         await asyncio.sleep(0.05)
-    assert not ext.sessions
+    assert not ext.registry.sessions
     assert session.in_flight == 0
 
 

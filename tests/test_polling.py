@@ -373,7 +373,7 @@ async def test_a_slow_poller_holds_bounded_memory(raw, jp_root_dir, jp_serverapp
     client = raw()
     await client.open()
     await client.send(0, [request_envelope(1, "GET", "/files/big.bin")])
-    (session,) = list(extension(jp_serverapp).polling_sessions)
+    (session,) = list(extension(jp_serverapp).registry.polling_sessions)
     await asyncio.sleep(1.0)  # the handler runs until the buffer is full, then waits
     assert 0 < session.outgoing.buffered_bytes <= 256 * 1024 + 100 * 1024
     # Polling drains it, and the download arrives whole.
@@ -397,7 +397,7 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
         0, [OpenEnvelope(1, path, (V1,)), request_envelope(7, "GET", "/files/big.bin")]
     )
     ext = extension(jp_serverapp)
-    (session,) = list(ext.polling_sessions)
+    (session,) = list(ext.registry.polling_sessions)
     deadline = time.monotonic() + 20
     while session.channels.get(1) is None or session.channels[1].upstream is None:
         assert time.monotonic() < deadline, session.channels
@@ -412,8 +412,8 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     (download,) = list(session.tunnel._in_flight)
     open_sessions = ZMQChannelsWebsocketConnection._open_sessions
     assert f"{kernel_id}:{kernel_session}" in open_sessions  # the kernel's own handler
-    assert session in ext.sockets
-    assert channel in ext.sockets
+    assert session in ext.registry.sockets
+    assert channel in ext.registry.sockets
     # The client stops polling: after the idle timeout everything is released.
     deadline = time.monotonic() + 10
     while session.closed is None and time.monotonic() < deadline:
@@ -425,14 +425,14 @@ async def test_expiry_releases_requests_and_sockets(raw, hows_tunnel, jp_root_di
     assert download.cancelled()
     protocol = upstream.protocol
     assert protocol is None or protocol.client_terminated or protocol.server_terminated
-    assert session not in ext.sockets
-    assert channel not in ext.sockets
+    assert session not in ext.registry.sockets
+    assert channel not in ext.registry.sockets
     for _ in range(100):  # the server's kernel handler sees its client leave
         if f"{kernel_id}:{kernel_session}" not in open_sessions:
             break
         await asyncio.sleep(0.05)
     assert f"{kernel_id}:{kernel_session}" not in open_sessions
-    assert len(ext.polling_sessions) == 0
+    assert len(ext.registry.polling_sessions) == 0
     assert (await client.recv(0)).code == 404
     await hows_tunnel.request("DELETE", f"/api/kernels/{kernel_id}")
 
@@ -457,6 +457,28 @@ async def test_refused_channels_say_why(raw, hows_tunnel):
             assert isinstance(envelope, ClosedEnvelope)
             closed[envelope.channel] = envelope.code
     assert closed == {1: 4404, 2: 4400, 3: 4400}
+
+
+async def test_polled_channels_open_through_the_one_dial(raw, upstream_urls, jp_base_url):
+    # The seam proxied_ws tests watch sees a polled channel's upstream too: the path
+    # joined to base_url, through the private entrance; a refused path is never dialled.
+    client = raw()
+    await client.open()
+    await client.send(
+        0, [OpenEnvelope(1, "/../etc/passwd"), OpenEnvelope(2, "/api/events/subscribe")]
+    )
+    seen: dict[int, object] = {}
+    since = 0
+    while 2 not in seen:
+        batch = parse_batch((await client.recv(since)).body)
+        for number, envelope in enumerate(batch.messages, batch.seq):
+            since = number + 1
+            seen.setdefault(envelope.channel, envelope)
+    assert isinstance(seen[1], ClosedEnvelope)
+    assert isinstance(seen[2], OpenedEnvelope)
+    assert upstream_urls == [
+        "ws://relay.invalid" + jp_base_url.rstrip("/") + "/api/events/subscribe"
+    ]
 
 
 async def test_malformed_sends_are_400(raw):
@@ -491,14 +513,14 @@ async def test_server_shutdown_ends_polling_sessions(raw, jp_root_dir, jp_server
     await client.open()
     await client.send(0, [request_envelope(1, "GET", "/files/big.bin")])
     ext = extension(jp_serverapp)
-    (session,) = list(ext.polling_sessions)
+    (session,) = list(ext.registry.polling_sessions)
     await asyncio.sleep(0.3)
     assert session.tunnel.in_flight == 1
     await ext.stop_extension()
     assert session.closed is not None
     assert session.closed[0] == 1001
     assert session.tunnel.in_flight == 0
-    assert len(ext.polling_sessions) == 0
+    assert len(ext.registry.polling_sessions) == 0
     assert (await client.recv(0)).code == 404
 
 

@@ -148,7 +148,7 @@ async def test_leaving_a_stream_early_cancels_it_on_the_server(
     async with polling_tunnel.stream("GET", "/files/big.bin") as response:
         async for _ in response:
             break
-    (session,) = list(extension(jp_serverapp).polling_sessions)
+    (session,) = list(extension(jp_serverapp).registry.polling_sessions)
     for _ in range(100):
         if session.tunnel.in_flight == 0:
             break
@@ -182,7 +182,7 @@ async def test_the_plugins_polling_fixture(hows_polling_tunnel, jp_serverapp):
     tunnel = hows_polling_tunnel
     assert tunnel.transport == "polling"
     assert isinstance(tunnel._current, PollingTransport)
-    sessions = extension(jp_serverapp).polling_sessions
+    sessions = extension(jp_serverapp).registry.polling_sessions
     assert len(sessions) == 1  # a real session on the server, not a WebSocket
     assert (await tunnel.request("GET", "/api/status")).status == 200
     assert tunnel._upgrader is None  # polling only: it never tries the WebSocket
@@ -190,7 +190,7 @@ async def test_the_plugins_polling_fixture(hows_polling_tunnel, jp_serverapp):
 
 async def test_closing_the_client_closes_the_session(hows_server_url, hows_token, jp_serverapp):
     tunnel = await TunnelClient.connect(hows_server_url, token=hows_token, transports=("polling",))
-    sessions = extension(jp_serverapp).polling_sessions
+    sessions = extension(jp_serverapp).registry.polling_sessions
     assert len(sessions) == 1
     await tunnel.close()
     assert len(sessions) == 0
@@ -322,7 +322,7 @@ async def test_many_polling_clients_at_once(hows_server_url, hows_token, jp_root
                 assert reply.body == (f"content {(n + i) % 10}" * 1000).encode()
 
     await asyncio.gather(*(one_client(n) for n in range(20)))
-    assert len(extension(jp_serverapp).polling_sessions) == 0
+    assert len(extension(jp_serverapp).registry.polling_sessions) == 0
 
 
 class Gate(RequestHandler):
@@ -360,7 +360,7 @@ async def test_upgrading_keeps_open_sockets_and_requests_on_the_polling_session(
     tunnel = TunnelClient(
         endpoint, polled, transports=BOTH, upgrade_interval=0.5, on_transport_change=changes.append
     )
-    sessions = extension(jp_serverapp).polling_sessions
+    sessions = extension(jp_serverapp).registry.polling_sessions
 
     async def close_socket() -> None:
         socket.close()
@@ -421,7 +421,7 @@ async def test_a_broken_websocket_falls_back_to_polling(hows_server_url, hows_to
         assert reply.status == 200
         assert tunnel.transport == "polling"
         assert changes == ["polling"]
-        assert len(extension(jp_serverapp).polling_sessions) == 1
+        assert len(extension(jp_serverapp).registry.polling_sessions) == 1
         assert not tunnel._closed.is_set()
     finally:
         await tunnel.close()

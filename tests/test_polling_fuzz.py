@@ -31,8 +31,7 @@ from polling_helpers import RawPolling, request_envelope
 from test_fuzz import json_values, junk
 from test_polling import TwoUsers
 
-from jupyter_http_over_ws.polling import PollingSession
-from jupyter_http_over_ws.polling_channels import PolledChannel
+from jupyter_http_over_ws.polling import PolledChannel, PollingSession
 from jupyter_http_over_ws.wire.polling import (
     ClosedEnvelope,
     CloseEnvelope,
@@ -587,10 +586,12 @@ async def fuzz_once(url: str, root: Any, serverapp: Any, batch: list[Any]) -> No
         # Everything is released once the sessions are closed.
         for session_id in [worker.client.session_id, scratch.session_id, *fuzz.opened]:
             assert (await fuzz.alice.fetch(f"/{session_id}", "DELETE")).code == 204
-        assert len(ext.polling_sessions) == 0
+        assert len(ext.registry.polling_sessions) == 0
         await settle(
-            lambda: not any(isinstance(s, PollingSession | PolledChannel) for s in ext.sockets),
-            f"sockets left: {ext.sockets}",
+            lambda: (
+                not any(isinstance(s, PollingSession | PolledChannel) for s in ext.registry.sockets)
+            ),
+            f"sockets left: {ext.registry.sockets}",
         )
         status = await fuzz.alice.http.fetch(
             url + "api/status", headers={"Authorization": f"token {ALICE}"}, raise_error=False
@@ -599,7 +600,9 @@ async def fuzz_once(url: str, root: Any, serverapp: Any, batch: list[Any]) -> No
     finally:
         if polling is not None:
             polling.cancel()
-        for session in ext.polling_sessions:  # after a failure: the next example starts clean
+        for (
+            session
+        ) in ext.registry.polling_sessions:  # after a failure: the next example starts clean
             session.close()
         worker.client.close()
         scratch.close()

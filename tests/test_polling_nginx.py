@@ -158,10 +158,10 @@ async def test_upgrade_back_to_websocket_loses_nothing(
         assert (await tunnel.request("GET", "/api/status")).status == 200
         ext = next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))
         for _ in range(100):
-            if len(ext.polling_sessions) == 0:
+            if len(ext.registry.polling_sessions) == 0:
                 break
             await asyncio.sleep(0.1)
-        assert len(ext.polling_sessions) == 0
+        assert len(ext.registry.polling_sessions) == 0
     finally:
         await tunnel.close()
 
@@ -203,11 +203,11 @@ async def test_losing_the_proxy_ends_the_session_on_both_sides(
     proxy = nginx(upgrades=False)
     tunnel = await TunnelClient.connect(proxy.url(jp_base_url), token=hows_token, transports=BOTH)
     ext = next(iter(jp_serverapp.extension_manager.extension_apps["jupyter_http_over_ws"]))
-    assert len(ext.polling_sessions) == 1
+    assert len(ext.registry.polling_sessions) == 1
     proxy.stop()  # the network path is gone
     await asyncio.wait_for(tunnel.wait_closed(), 10)
     assert tunnel.close_code == 1006
     with pytest.raises(TunnelClosedError):
         await tunnel.request("GET", "/api/status")
-    assert len(ext.polling_sessions) == 0  # expired on the server meanwhile
+    assert len(ext.registry.polling_sessions) == 0  # expired on the server meanwhile
     await tunnel.close()

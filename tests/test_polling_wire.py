@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from jupyter_http_over_ws.polling import OutgoingBuffer
+from jupyter_http_over_ws.polling.buffer import OutgoingBuffer
 from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
     ClosedEnvelope,

@@ -123,20 +123,6 @@ def kernel_socket(open_socket):
     return _open
 
 
-@pytest.fixture
-def upstream_urls(monkeypatch):
-    """The URL of every upstream socket the proxy opens (it still opens them)."""
-    urls: list[str] = []
-    real = proxied_ws_module.connect_upstream
-
-    async def spy(url: str, *args: Any, **kwargs: Any) -> Any:
-        urls.append(url)
-        return await real(url, *args, **kwargs)
-
-    monkeypatch.setattr(proxied_ws_module, "connect_upstream", spy)
-    return urls
-
-
 class EchoSocket(WebSocketHandler):
     """A test socket on the server: echoes frames with their type, closes on request.
 
@@ -828,7 +814,7 @@ async def test_jupyterhub_like_base_url(
 async def test_relays_go_through_a_private_entrance(hows_tunnel, jp_serverapp):
     ext = jp_serverapp.extension_manager.extension_points["jupyter_http_over_ws"].app
     socket = await hows_tunnel.websocket("/api/events/subscribe")
-    entrance = ext.entrance()
+    entrance = ext.registry.entrance()
     directory = entrance._directory
     assert directory is not None
     assert os.stat(directory).st_mode & 0o777 == 0o700

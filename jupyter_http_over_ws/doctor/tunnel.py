@@ -13,23 +13,21 @@ import uuid
 from typing import Any
 from urllib.parse import quote
 
+from ..wire.names import CloseCode
 from .findings import INSTALL, OK, PROBLEM, READ_LOG, SKIPPED, Report
 from .kernel_messages import KERNEL_V1, kernel_info
 from .target import Target, bounded
 
-#: Close codes the tunnel uses when it opens and closes at once (see handlers/tunnel.py).
-VERSION_CLOSE_CODE = 4400
-TOO_MANY_SOCKETS_CODE = 4429
-
 
 def _closed_reason(tunnel: Any) -> tuple[str, str | None]:
     code, reason = tunnel.close_code, tunnel.close_reason
-    if code == VERSION_CLOSE_CODE:
+    # The close codes the tunnel uses when it opens and closes at once.
+    if code == CloseCode.BAD_REQUEST:
         return (
             f"The server closed the tunnel at once: {reason}",
             f"{INSTALL} and restart the server",
         )
-    if code == TOO_MANY_SOCKETS_CODE:
+    if code == CloseCode.TOO_MANY_SOCKETS:
         return (
             f"The server closed the tunnel at once: {reason}.",
             "close other tabs or clients, or raise --HttpOverWebSocketApp.max_sockets_per_user",

@@ -5,31 +5,15 @@ from __future__ import annotations
 import inspect
 from typing import TYPE_CHECKING, Any
 
-from ..dispatch import UpgradeContext
+from ..upgrade import UpgradeContext, capture_upgrade
 from ..wire.handshake import auth_url_token
 
 if TYPE_CHECKING:
     from ..app import HttpOverWebSocketApp
+    from ..runtime import TunnelRegistry
 
 #: The query argument through which Colab-era clients pass a credentials URL.
 AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
-
-#: Upgrade-request headers that every tunnelled request and socket inherits: who the
-#: client is (credentials), where it comes from (origin, referer) and which name it
-#: used for this server (host), so the server's own checks see the same facts.
-#: ``Sec-Fetch-Site`` is part of Tornado's cross-origin check (6.6 and later).
-IDENTITY_HEADERS = (
-    "Host",
-    "Origin",
-    "Cookie",
-    "Authorization",
-    "Referer",
-    "User-Agent",
-    "Sec-Fetch-Site",
-)
-
-#: "Going away": the close code of every tunnel socket when the server shuts down.
-SHUTDOWN_CLOSE_CODE = 1001
 
 
 class TunnelSocketMixin:
@@ -50,6 +34,11 @@ class TunnelSocketMixin:
         result = super().prepare(*args, **kwargs)  # type: ignore[misc]
         if inspect.isawaitable(result):
             await result
+
+    @property
+    def registry(self) -> TunnelRegistry:
+        """What the tunnels hold open on this server: admission, sessions, the upstream dial."""
+        return self.extension.registry
 
     @property
     def max_message_size(self) -> int:
@@ -96,22 +85,4 @@ class TunnelSocketMixin:
 
     def upgrade_context(self) -> UpgradeContext:
         """The identity every tunnelled request or socket of this upgrade inherits."""
-        request = self.request
-        headers = [
-            (name, request.headers[name]) for name in IDENTITY_HEADERS if name in request.headers
-        ]
-        token = request.query_arguments.get("token")
-        if token and "Authorization" not in request.headers:
-            # Credentials given as ?token= on the upgrade URL travel as a header inside,
-            # so they never appear in a tunnelled request's URL (or its log line).
-            headers.append(("Authorization", "token " + token[-1].decode("utf-8", "replace")))
-        if "Origin" not in request.headers and "Sec-Websocket-Origin" in request.headers:
-            headers.append(("Origin", request.headers["Sec-Websocket-Origin"]))
-        xsrf = request.cookies.get("_xsrf")
-        return UpgradeContext(
-            base_url=self.base_url,
-            headers=tuple(headers),
-            remote_ip=request.remote_ip,
-            protocol=request.protocol,
-            xsrf_token=xsrf.value if xsrf is not None else None,
-        )
+        return capture_upgrade(self.request, self.base_url)

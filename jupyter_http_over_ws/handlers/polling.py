@@ -3,7 +3,8 @@
 Thin handlers on jupyter_server's ``APIHandler``: every request is authenticated,
 and its host, origin and (for cookie-authenticated writes) XSRF token checked by
 jupyter_server exactly as for any API request, before anything here runs. The
-session logic lives in :mod:`..polling`; the wire format in :mod:`..wire.polling`
+session logic lives in the :mod:`..polling` package, built by the tunnel registry
+(:mod:`..runtime`); the wire format in :mod:`..wire.polling`
 and docs/developers/polling.md.
 """
 
@@ -14,24 +15,17 @@ from typing import Any
 
 from jupyter_server.auth.decorator import allow_unauthenticated
 from jupyter_server.base.handlers import APIHandler
-from jupyter_server.utils import origin_matches_pat, url_path_join
-from tornado import httpclient, httputil, web
-from tornado.websocket import WebSocketError
+from jupyter_server.utils import origin_matches_pat
+from tornado import web
 
 from .._version import __version__
-from ..dispatch import InProcessDispatcher
-from ..entrance import relay_target
 from ..polling import CLOSED_BY_CLIENT, PollingSession
-from ..polling_channels import ChannelOpener, ChannelRefusedError, Upstream
-from ..session import TunnelSession
+from ..runtime import Refusal
 from ..wire.handshake import check_min_version
+from ..wire.names import POLLING_PATH
 from ..wire.polling import OutOfOrderError, parse_send
-from ..wire.protocol import ProtocolError, dumps, normalize_path
-from ..wsproxy import connect_upstream, upstream_refusal_status
+from ..wire.protocol import ProtocolError, dumps
 from .base import TunnelSocketMixin
-
-#: Where the polling endpoints live, relative to ``base_url``.
-POLLING_PREFIX = "http_over_websocket/polling"
 
 #: Request headers a cross-origin polling client may send (preflight answer).
 ALLOWED_HEADERS = "Accept, Authorization, Content-Type, X-XSRFToken"
@@ -122,13 +116,9 @@ class PollingHandler(TunnelSocketMixin, APIHandler):
         self.set_status(204)
         self.finish()
 
-    def owner_key(self) -> str:
-        """Who this request is, as sessions record their owner."""
-        return self.extension.user_key(self)
-
     def polling_session(self, session_id: str) -> PollingSession:
         """The caller's open session ``session_id``, else 404 (also for another identity's)."""
-        session = self.extension.polling_sessions.get(session_id, self.owner_key())
+        session = self.registry.polling_session(session_id, self)
         if session is None:
             raise web.HTTPError(404, "No such polling session")
         return session
@@ -151,97 +141,20 @@ class PollingOpenHandler(PollingHandler):
             self.log.warning("http_over_websocket: refusing a polling session: %s", reason)
             self.write_json(400, {"message": reason})
             return
-        extension = self.extension
-        owner = self.owner_key()
-        dispatcher = InProcessDispatcher(
-            self.application,
-            self.request.server_connection,
-            self.upgrade_context(),
-            chunk_size=extension.chunk_size,
-        )
-        limits = extension.session_limits()
-
-        def make_tunnel(send: Any) -> TunnelSession:
-            return TunnelSession(dispatcher, send, limits=limits, log=self.log)
-
-        session = PollingSession(
-            owner,
-            make_tunnel,
-            self._channel_opener(),
-            buffer_size=extension.polling_buffer_size,
-            log=self.log,
-            admit_channel=lambda channel: extension.admit_as(owner, channel),
-            release_channel=extension.sockets.discard,
-            max_channels=extension.max_sockets_per_user,
-        )
-        refusal = extension.admit_as(owner, session)
-        if refusal is not None:
-            session.close(*refusal)
-            self.write_json(429, {"message": refusal[1]})
+        opened = self.registry.open_polling_session(self)
+        if isinstance(opened, Refusal):
+            self.write_json(429, {"message": opened.reason})
             return
-        session.add_close_callback(extension.sockets.discard)
-        extension.polling_sessions.add(session, extension.polling_idle_timeout)
         self.log.info("http_over_websocket: polling session opened")
         self.write_json(
             200,
             {
-                "session_id": session.id,
+                "session_id": opened.id,
                 "extension_version": __version__,
-                "poll_timeout": extension.poll_timeout,
-                "idle_timeout": extension.polling_idle_timeout,
+                "poll_timeout": self.extension.poll_timeout,
+                "idle_timeout": self.extension.polling_idle_timeout,
             },
         )
-
-    def _channel_opener(self) -> ChannelOpener:
-        """Open a proxied channel's upstream socket as ``proxied_ws`` would for this caller."""
-        extension = self.extension
-        base_url = self.base_url
-        context = self.upgrade_context()
-        headers = httputil.HTTPHeaders()
-        for name, value in context.headers:
-            headers[name] = value
-        try:
-            origin, resolver = relay_target(extension.entrance(), self.request.connection.stream)
-        except OSError as error:
-            failure = str(error)
-
-            async def cannot_relay(path: str, protocols: list[str]) -> Upstream:
-                raise ChannelRefusedError(4502, failure)
-
-            return cannot_relay
-        if resolver is not None:
-            # The private entrance trusts these (only this process can write to it).
-            if context.remote_ip:
-                headers["X-Real-Ip"] = context.remote_ip
-            headers["X-Scheme"] = context.protocol
-        log = self.log
-
-        async def open_channel(path: str, protocols: list[str]) -> Upstream:
-            try:
-                target = normalize_path(path)
-                extension.path_policy.check(target)
-            except ProtocolError as e:
-                raise ChannelRefusedError(4000 + e.status, e.status_text) from None
-            url = origin + url_path_join(base_url, target)
-            try:
-                return await connect_upstream(
-                    url,
-                    httputil.HTTPHeaders(headers),
-                    protocols,
-                    max_message_size=extension.max_message_size,
-                    connect_timeout=extension.connect_timeout,
-                    resolver=resolver,
-                )
-            except httpclient.HTTPClientError as e:
-                status = upstream_refusal_status(e)
-                raise ChannelRefusedError(4000 + status, "upstream refused the WebSocket") from None
-            except WebSocketError:
-                raise ChannelRefusedError(4400, "not a WebSocket endpoint") from None
-            except OSError as e:
-                log.warning("http_over_websocket: cannot reach a polled socket: %s", e)
-                raise ChannelRefusedError(4502, "cannot reach the upstream WebSocket") from None
-
-        return open_channel
 
 
 class PollingSendHandler(PollingHandler):
@@ -321,7 +234,7 @@ class PollingSessionHandler(PollingHandler):
 
 def polling_handlers(options: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:
     """The routes of the polling transport, relative to ``base_url``."""
-    prefix = "/" + POLLING_PREFIX
+    prefix = "/" + POLLING_PATH
     return [
         (prefix + "/?", PollingOpenHandler, options),
         (prefix + "/([^/]+)/send", PollingSendHandler, options),

@@ -9,26 +9,20 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
-from tornado import httpclient, httputil, web
-from tornado.websocket import (
-    WebSocketClientConnection,
-    WebSocketClosedError,
-    WebSocketError,
-    WebSocketHandler,
-)
+from tornado import httputil, web
+from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
 
-from ..entrance import relay_target
 from ..session import SHUTDOWN_TEXT
-from ..wire.protocol import ProtocolError, normalize_path
-from ..wsproxy import (
-    PROXIED_WS_PREFIX,
-    connect_upstream,
-    is_binary,
-    raw_route_argument,
-    sendable_close_code,
-    upstream_refusal_status,
-)
-from .base import SHUTDOWN_CLOSE_CODE, TunnelSocketMixin
+from ..upstream import UpstreamRefusedError
+from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
+from ..wsproxy import is_binary, raw_route_argument
+from .base import TunnelSocketMixin
+
+
+def offered_subprotocols(request: httputil.HTTPServerRequest) -> list[str]:
+    """The subprotocols a WebSocket upgrade offers, in the client's order."""
+    offered = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in offered.split(",") if p.strip()]
 
 
 class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -57,38 +51,17 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
             self.request.path, url_path_join(self.base_url, PROXIED_WS_PREFIX), path
         )
         try:
-            target = normalize_path(raw)
-            self.extension.path_policy.check(target)
-        except ProtocolError as e:
-            raise web.HTTPError(e.status, e.status_text) from None
-        if self.request.query:
-            target += "?" + self.request.query
-        origin, resolver = relay_target(self.extension.entrance(), self.request.connection.stream)
-        url = origin + self.base_url.rstrip("/") + target
-        offered = [
-            p.strip()
-            for p in self.request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-            if p.strip()
-        ]
-        try:
-            self.upstream = await connect_upstream(
-                url,
-                self._upstream_headers(through_entrance=resolver is not None),
-                offered,
-                max_message_size=self.max_message_size,
-                connect_timeout=self.extension.connect_timeout,
-                resolver=resolver,
+            self.upstream = await self.registry.dialer(self).dial(
+                raw, offered_subprotocols(self.request), query=self.request.query
             )
-        except httpclient.HTTPClientError as e:
-            status = upstream_refusal_status(e)
-            if status >= 500:
-                self.log.warning("http_over_websocket: cannot reach %s: %s", self.request.path, e)
-            raise web.HTTPError(status, "upstream refused the WebSocket") from None
-        except WebSocketError:  # answered, but not with an upgrade: no WebSocket there
-            raise web.HTTPError(400, "not a WebSocket endpoint") from None
-        except OSError as e:
-            self.log.warning("http_over_websocket: cannot reach %s: %s", self.request.path, e)
-            raise web.HTTPError(502, "cannot reach the upstream WebSocket") from None
+        except UpstreamRefusedError as refusal:
+            if refusal.status >= 500:
+                self.log.warning(
+                    "http_over_websocket: cannot reach %s: %s",
+                    self.request.path,
+                    refusal.cause or refusal.reason,
+                )
+            raise web.HTTPError(refusal.status, refusal.reason) from None
         try:
             await super().get(path)
         finally:
@@ -112,19 +85,6 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
             return f"Origin {origin!r} not allowed"
         return None
 
-    def _upstream_headers(self, *, through_entrance: bool) -> httputil.HTTPHeaders:
-        headers = httputil.HTTPHeaders()
-        context = self.upgrade_context()
-        for name, value in context.headers:
-            headers[name] = value
-        if through_entrance:
-            # The private entrance trusts these (only this process can write to it):
-            # the upstream handler sees the client's own address and scheme.
-            if context.remote_ip:
-                headers["X-Real-Ip"] = context.remote_ip
-            headers["X-Scheme"] = context.protocol
-        return headers
-
     def select_subprotocol(self, subprotocols: list[str]) -> str | None:
         """Tell the client the subprotocol the upstream handler chose."""
         return self.upstream.selected_subprotocol if self.upstream is not None else None
@@ -133,7 +93,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         """Start relaying upstream messages to the client (within the per-user limit)."""
         super().open(*args, **kwargs)
         self.set_nodelay(True)
-        refusal = self.extension.admit(self)
+        refusal = self.registry.admit_socket(self)
         if refusal is not None:
             self.close(*refusal)
             return
@@ -141,7 +101,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
 
     async def shutdown(self) -> None:
         """The server is stopping: close both sides with 1001 (going away)."""
-        self.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_TEXT)
+        self.close(CloseCode.GOING_AWAY, SHUTDOWN_TEXT)
 
     async def _relay_upstream(self) -> None:
         upstream = self.upstream
@@ -165,11 +125,11 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         try:
             await self.upstream.write_message(message, binary=is_binary(message))
         except WebSocketClosedError:
-            self.close(1011, "upstream closed")
+            self.close(CloseCode.INTERNAL_ERROR, "upstream closed")
 
     def on_close(self) -> None:
         """Pass the client's close (code and reason) upstream."""
-        self.extension.sockets.discard(self)
+        self.registry.release(self)
         if self.upstream is not None:
             code = sendable_close_code(self.close_code)
             self.upstream.close(code, self.close_reason if code is not None else None)

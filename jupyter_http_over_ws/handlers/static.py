@@ -15,10 +15,9 @@ from pathlib import Path
 
 from tornado import web
 
-__all__ = ["STATIC_PREFIX", "StaticHandler", "static_root"]
+from ..wire.names import STATIC_PREFIX
 
-#: Where the modules are served, under the server's ``base_url``.
-STATIC_PREFIX = "http_over_websocket/static/"
+__all__ = ["STATIC_PREFIX", "StaticHandler", "static_root"]
 
 _CONTENT_TYPES = {
     ".js": "text/javascript; charset=utf-8",

@@ -12,15 +12,11 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .._version import __version__
-from ..dispatch import InProcessDispatcher
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from ..wire.framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
 from ..wire.handshake import check_min_version
-from .base import SHUTDOWN_CLOSE_CODE, TunnelSocketMixin
-
-#: Close code for a client whose ``min_version`` this server cannot meet. The original
-#: used 400, which is not a valid close code; 4400 keeps the number and the reason.
-VERSION_CLOSE_CODE = 4400
+from ..wire.names import CloseCode
+from .base import TunnelSocketMixin
 
 
 class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -46,27 +42,17 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         self.set_nodelay(True)
         reason = check_min_version(self.query_text("min_version"), __version__)
         if reason is not None:
+            # The original used 400, which is not a valid close code; 4400 keeps the
+            # number and the reason.
             self.log.warning("http_over_websocket: closing: %s", reason)
-            self.close(VERSION_CLOSE_CODE, reason)
+            self.close(CloseCode.BAD_REQUEST, reason)
             return
-        refusal = self.extension.admit(self)
+        refusal = self.registry.admit_socket(self)
         if refusal is not None:
             self.close(*refusal)
             return
-        dispatcher = InProcessDispatcher(
-            self.application,
-            self.request.server_connection,
-            self.upgrade_context(),
-            chunk_size=self.extension.chunk_size,
-            framing=self.framing,
-        )
-        self.session = TunnelSession(
-            dispatcher,
-            self._send_frame,
-            limits=self.extension.session_limits(),
-            log=self.log,
-        )
-        self._idle_check = self.extension.watch_idle(self)
+        self.session = self.registry.tunnel_session(self, self._send_frame, framing=self.framing)
+        self._idle_check = self.registry.watch_idle(self.session, self.close)
         if self.framing.binary:
             self.write_message(binary_hello(__version__), binary=False)
 
@@ -84,7 +70,7 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
 
     def on_close(self) -> None:
         """Cancel what is still running for this client."""
-        self.extension.sockets.discard(self)
+        self.registry.release(self)
         if self._idle_check is not None:
             self._idle_check.stop()
         if self.session is not None:
@@ -94,4 +80,4 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         """The server is stopping: final frames for in-flight requests, then close (1001)."""
         if self.session is not None:
             await self.session.shutdown()
-        self.close(SHUTDOWN_CLOSE_CODE, SHUTDOWN_TEXT)
+        self.close(CloseCode.GOING_AWAY, SHUTDOWN_TEXT)

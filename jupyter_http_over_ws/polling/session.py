@@ -1,13 +1,14 @@
-"""The polling transport's sessions: acknowledgement, bounded buffers, long polls, expiry.
+"""One polling client's tunnel: channel 0, its proxied channels, long polls.
 
 A :class:`PollingSession` is one client's tunnel over plain HTTP requests. It owns
-a :class:`~.session.TunnelSession` for channel 0 (so in-flight requests, limits and
+a :class:`~..session.TunnelSession` for channel 0 (so in-flight requests, limits and
 cancel live in the same place as for the WebSocket transport) and one
-:class:`~.polling_channels.PolledChannel` per proxied socket. Everything it sends
-the client goes through an :class:`OutgoingBuffer`: numbered, kept until the client
-acknowledges it, bounded in bytes (a full buffer makes the sender wait, the same
-backpressure a slow WebSocket reader exerts). The Tornado handlers in
-:mod:`.handlers.polling` only authenticate and call into this module.
+:class:`~.channels.PolledChannel` per proxied socket, which opens its upstream
+socket with the one dial (:class:`~..upstream.UpstreamDialer`). Everything it sends
+the client goes through an :class:`~.buffer.OutgoingBuffer`. It reaches nothing
+above it: what it needs (the tunnel session's factory, the dial, the per-user
+admission) is handed to it, behind the named interfaces below. The Tornado
+handlers in :mod:`..handlers.polling` only authenticate and call into it.
 """
 
 from __future__ import annotations
@@ -17,13 +18,13 @@ import contextlib
 import logging
 import secrets
 import time
-from collections import deque
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
-from .polling_channels import ChannelOpener, PolledChannel
-from .session import TunnelSession
-from .wire.polling import (
+from ..dispatch import SendFrame
+from ..session import SHUTDOWN_TEXT, TunnelSession
+from ..wire.names import CloseCode
+from ..wire.polling import (
     TUNNEL_CHANNEL,
     BinaryEnvelope,
     ClosedEnvelope,
@@ -36,101 +37,21 @@ from .wire.polling import (
     encode_batch,
     encode_envelope,
 )
+from .buffer import OutgoingBuffer
+from .channels import ChannelOpener, PolledChannel
 
 #: Session-level close codes, reported in the last ``recv`` answer (``closed``).
-CLOSED_BY_CLIENT = 1000
-GOING_AWAY = 1001
-EXPIRED = 4408
+CLOSED_BY_CLIENT = CloseCode.NORMAL
 
 
-#: Close code of a channel refused over the session's cap (as 4429 for sockets).
-TOO_MANY_CHANNELS_CODE = 4429
+class Admission(Protocol):
+    """Counts a session's channels against ``max_sockets_per_user`` (the tunnel registry)."""
 
+    def admit(self, owner: str, opened: PolledChannel, /) -> tuple[int, str] | None:
+        """Count ``opened`` as ``owner``'s, or say why it must close (code, reason)."""
 
-class BufferClosedError(ConnectionError):
-    """The session ended: nothing more is sent."""
-
-
-class OutgoingBuffer:
-    """Server-to-client envelopes, numbered from 0, kept until acknowledged.
-
-    ``limit`` bounds the bytes held: :meth:`put` waits while the buffer is full
-    (one envelope larger than the limit is still accepted when the buffer is
-    empty, so nothing can wait forever).
-    """
-
-    def __init__(self, limit: int) -> None:
-        self._limit = limit
-        self._items: deque[bytes] = deque()
-        self._first = 0  # the number of _items[0]
-        self._bytes = 0
-        self._closed = False
-        self._space = asyncio.Event()
-        self._data = asyncio.Event()
-
-    @property
-    def next_seq(self) -> int:
-        """The number the next envelope will get."""
-        return self._first + len(self._items)
-
-    @property
-    def buffered_bytes(self) -> int:
-        """Bytes held, waiting for the client's acknowledgement."""
-        return self._bytes
-
-    @property
-    def closed(self) -> bool:
-        """Whether the buffer accepts no more envelopes."""
-        return self._closed
-
-    async def put(self, envelope: bytes) -> None:
-        """Append one encoded envelope, waiting while the buffer is full."""
-        while self._items and self._bytes + len(envelope) > self._limit and not self._closed:
-            self._space.clear()
-            await self._space.wait()
-        self._append(envelope)
-
-    def put_nowait(self, envelope: bytes) -> None:
-        """Append a small control envelope at once, over the limit if need be.
-
-        Only for the one ``closed`` envelope a channel sends as it ends, which must
-        not wait (its task may be ending); at most one per channel.
-        """
-        self._append(envelope)
-
-    def _append(self, envelope: bytes) -> None:
-        if self._closed:
-            raise BufferClosedError("the polling session is closed")
-        self._items.append(envelope)
-        self._bytes += len(envelope)
-        self._data.set()
-
-    def ack(self, since: int) -> None:
-        """The client has every envelope numbered below ``since``: forget them."""
-        freed = False
-        while self._items and self._first < since:
-            self._bytes -= len(self._items.popleft())
-            self._first += 1
-            freed = True
-        if freed:
-            self._space.set()
-
-    def pending(self, since: int) -> tuple[int, list[bytes]]:
-        """The envelopes from ``since`` on (or the oldest kept) and the first one's number."""
-        start = max(since, self._first)
-        return start, list(self._items)[start - self._first :]
-
-    async def wait_beyond(self, since: int) -> None:
-        """Wait until an envelope numbered ``since`` or more exists, or the buffer closes."""
-        while self.next_seq <= since and not self._closed:
-            self._data.clear()
-            await self._data.wait()
-
-    def close(self) -> None:
-        """Accept nothing more; wake every waiter."""
-        self._closed = True
-        self._space.set()
-        self._data.set()
+    def release(self, opened: PolledChannel, /) -> None:
+        """``opened`` has ended: it no longer counts."""
 
 
 class PollingSession:
@@ -139,25 +60,22 @@ class PollingSession:
     def __init__(
         self,
         owner: str,
-        make_tunnel: Callable[[Any], TunnelSession],
+        make_tunnel: Callable[[SendFrame], TunnelSession],
         opener: ChannelOpener,
         *,
         buffer_size: int,
         log: logging.Logger,
-        admit_channel: Callable[[PolledChannel], tuple[int, str] | None] | None = None,
-        release_channel: Callable[[PolledChannel], None] | None = None,
+        admission: Admission | None = None,
         max_channels: int = 0,
     ) -> None:
         self.id = secrets.token_urlsafe(24)
         #: Who opened the session; only requests from the same identity may use it.
         self.owner = owner
-        self.tunnel_username = owner
         self.outgoing = OutgoingBuffer(buffer_size)
         self.log = log
         self._incoming = SendSequencer()
         self._opener = opener
-        self._admit_channel = admit_channel
-        self._release_channel = release_channel
+        self._admission = admission
         #: Most proxied channels open or still connecting at once (0: no cap). Checked
         #: before anything is opened upstream, so one send full of ``open`` envelopes
         #: cannot make the server dial thousands of upstream sockets.
@@ -199,7 +117,7 @@ class PollingSession:
     def deliver(self, batch: SendBatch) -> int:
         """Act on a ``send`` batch's new envelopes, in order; return the new ``ack``.
 
-        Raises :class:`~.wire.polling.OutOfOrderError` when the batch leaves a gap.
+        Raises :class:`~..wire.polling.OutOfOrderError` when the batch leaves a gap.
         """
         for envelope in self._incoming.accept(batch.seq, batch.messages):
             self._deliver_one(envelope)
@@ -231,12 +149,12 @@ class PollingSession:
     def _open_channel(self, envelope: OpenEnvelope) -> None:
         number = envelope.channel
         if number in self.channels:
-            self._spawn_closed(number, 4409, "Channel number already in use")
+            self._spawn_closed(number, CloseCode.CHANNEL_IN_USE, "Channel number already in use")
             return
         if self.max_channels and len(self.channels) >= self.max_channels:
             self._spawn_closed(
                 number,
-                TOO_MANY_CHANNELS_CODE,
+                CloseCode.TOO_MANY_SOCKETS,
                 f"Too many proxied channels in this polling session (limit {self.max_channels}; "
                 "see HttpOverWebSocketApp.max_sockets_per_user)",
             )
@@ -253,7 +171,9 @@ class PollingSession:
         As over the WebSocket transport, this comes after the path checks and the
         upstream's own answer, so a refused path reports its own status.
         """
-        return self._admit_channel(channel) if self._admit_channel is not None else None
+        if self._admission is None:
+            return None
+        return self._admission.admit(self.owner, channel)
 
     def _spawn_closed(self, channel: int, code: int, reason: str) -> None:
         envelope = encode_envelope(ClosedEnvelope(channel, code, reason))
@@ -264,8 +184,8 @@ class PollingSession:
         """Called by a channel once its ``closed`` envelope is queued (or the session ended)."""
         if self.channels.get(channel.number) is channel:
             del self.channels[channel.number]
-        if self._release_channel is not None:
-            self._release_channel(channel)
+        if self._admission is not None:
+            self._admission.release(channel)
 
     async def inbound_settled(self, high_water: int) -> None:
         """Wait until no channel holds more than ``high_water`` bytes not yet relayed."""
@@ -277,6 +197,11 @@ class PollingSession:
     async def post(self, envelope: bytes) -> None:
         """Queue one encoded envelope for the client (waits while the buffer is full)."""
         await self.outgoing.put(envelope)
+
+    @property
+    def output_closed(self) -> bool:
+        """Whether the session sends nothing more (it has ended)."""
+        return self.outgoing.closed
 
     def outgoing_nowait(self, envelope: bytes) -> None:
         """Queue a control envelope without waiting (see :meth:`OutgoingBuffer.put_nowait`)."""
@@ -328,7 +253,8 @@ class PollingSession:
         self.closed = (code, reason)
         self.tunnel.close()
         for channel in list(self.channels.values()):
-            channel.abort(GOING_AWAY if code == GOING_AWAY else 1000, reason or None)
+            going_away = code == CloseCode.GOING_AWAY
+            channel.abort(CloseCode.GOING_AWAY if going_away else CloseCode.NORMAL, reason or None)
         self.channels.clear()
         self.outgoing.close()
         for callback in self._on_close:
@@ -339,61 +265,4 @@ class PollingSession:
         """The server is stopping: final frames for in-flight requests, then close."""
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.tunnel.shutdown(), 5)
-        self.close(GOING_AWAY, "Server shutting down.")
-
-
-class PollingRegistry:
-    """The open polling sessions of one server, and their expiry."""
-
-    def __init__(self) -> None:
-        self._sessions: dict[str, PollingSession] = {}
-        self._reaper: asyncio.Task[None] | None = None
-
-    def __len__(self) -> int:
-        return len(self._sessions)
-
-    def __iter__(self) -> Any:
-        return iter(list(self._sessions.values()))
-
-    def add(self, session: PollingSession, idle_timeout: float) -> None:
-        """Register ``session``; it expires after ``idle_timeout`` s without a request."""
-        self._sessions[session.id] = session
-        session.add_close_callback(self._forget)
-        if idle_timeout and (self._reaper is None or self._reaper.done()):
-            self._reaper = asyncio.ensure_future(self._reap(idle_timeout))
-
-    def get(self, session_id: str, owner: str) -> PollingSession | None:
-        """The open session ``session_id`` if ``owner`` opened it, else ``None``.
-
-        A session of another identity is reported exactly like a missing one, so
-        its existence is not revealed.
-        """
-        session = self._sessions.get(session_id)
-        if session is None or session.closed is not None:
-            return None
-        if not secrets.compare_digest(session.owner.encode(), owner.encode()):
-            return None
-        return session
-
-    def _forget(self, session: PollingSession) -> None:
-        self._sessions.pop(session.id, None)
-
-    async def _reap(self, idle_timeout: float) -> None:
-        period = max(min(idle_timeout / 4, 5.0), 0.05)
-        while self._sessions:
-            await asyncio.sleep(period)
-            for session in list(self._sessions.values()):
-                if session.idle_seconds() >= idle_timeout:
-                    session.log.info(
-                        "http_over_websocket: polling session expired after %g s idle",
-                        idle_timeout,
-                    )
-                    session.close(EXPIRED, f"Idle for {idle_timeout:g} s")
-
-    async def close_all(self) -> None:
-        """End every session (server shutdown)."""
-        sessions = list(self._sessions.values())
-        await asyncio.gather(*(s.shutdown() for s in sessions), return_exceptions=True)
-        if self._reaper is not None:
-            self._reaper.cancel()
-            self._reaper = None
+        self.close(CloseCode.GOING_AWAY, SHUTDOWN_TEXT)

@@ -1,10 +1,12 @@
 """Proxied sockets of a polling session: one upstream WebSocket per channel.
 
 A channel does over the polling transport what ``proxied_ws`` does over a
-WebSocket: it opens the same WebSocket on this server (through the private
-entrance, with the session's identity headers, so the upstream handler
-authenticates and authorizes it as a direct connection) and relays frames both
-ways, keeping their type, and the close code and reason.
+WebSocket: it opens the same WebSocket on this server with the one dial
+(:meth:`~..upstream.UpstreamDialer.dial`: the path checks, the private entrance,
+the session's identity headers, so the upstream handler authenticates and
+authorizes it as a direct connection) and relays frames both ways, keeping their
+type, and the close code and reason. A refused dial closes the channel with
+4000 + the status ``proxied_ws`` would have answered.
 """
 
 from __future__ import annotations
@@ -13,20 +15,20 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Protocol
 
-from .wire.polling import (
+from ..session import SHUTDOWN_TEXT
+from ..upstream import UpstreamRefusedError
+from ..wire.names import CloseCode, sendable_close_code, status_close_code
+from ..wire.polling import (
     BinaryEnvelope,
     ClosedEnvelope,
     OpenedEnvelope,
     TextEnvelope,
     encode_envelope,
 )
-from .wsproxy import is_binary, sendable_close_code
-
-if TYPE_CHECKING:
-    from .polling import PollingSession
+from ..wsproxy import is_binary
 
 
 class Upstream(Protocol):
@@ -48,17 +50,29 @@ class Upstream(Protocol):
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...  # noqa: D102
 
 
-class ChannelRefusedError(Exception):
-    """The upstream socket cannot be opened: ``code`` is 4000 + the HTTP status."""
-
-    def __init__(self, code: int, reason: str) -> None:
-        super().__init__(reason)
-        self.code = code
-        self.reason = reason
+#: Opens the upstream socket for ``path`` offering ``protocols`` (the one dial,
+#: :meth:`~..upstream.UpstreamDialer.dial`); raises :class:`~..upstream.UpstreamRefusedError`.
+ChannelOpener = Callable[[str, Sequence[str]], Awaitable[Upstream]]
 
 
-#: Opens the upstream socket for ``path`` offering ``protocols``; raises ChannelRefusedError.
-ChannelOpener = Callable[[str, list[str]], Awaitable[Upstream]]
+class ChannelHost(Protocol):
+    """What a polled channel needs from its polling session."""
+
+    @property
+    def output_closed(self) -> bool:
+        """Whether the session sends nothing more (it has ended)."""
+
+    async def post(self, envelope: bytes) -> None:
+        """Queue one encoded envelope for the client (waits while the buffer is full)."""
+
+    def outgoing_nowait(self, envelope: bytes) -> None:
+        """Queue the channel's ``closed`` envelope at once, over the limit if need be."""
+
+    def admit(self, channel: PolledChannel, /) -> tuple[int, str] | None:
+        """Count the opened channel against the per-user limit, or say why it must close."""
+
+    def channel_ended(self, channel: PolledChannel, /) -> None:
+        """The channel has queued its ``closed`` envelope (or the session ended)."""
 
 
 class PolledChannel:
@@ -70,12 +84,11 @@ class PolledChannel:
         path: str,
         protocols: list[str],
         opener: ChannelOpener,
-        session: PollingSession,
+        session: ChannelHost,
         log: logging.Logger,
     ) -> None:
         self.number = number
         self.path = path
-        self.tunnel_username = session.owner
         self._protocols = protocols
         self._opener = opener
         self._session = session
@@ -131,7 +144,7 @@ class PolledChannel:
 
     async def shutdown(self) -> None:
         """The server is stopping: close upstream with 1001 and tell the client."""
-        self._close_requested = (1001, "Server shutting down.")
+        self._close_requested = (CloseCode.GOING_AWAY, SHUTDOWN_TEXT)
         self._inbox_changed.set()
 
     async def _run(self) -> None:
@@ -141,8 +154,12 @@ class PolledChannel:
         try:
             try:
                 self._upstream = await self._opener(self.path, self._protocols)
-            except ChannelRefusedError as refusal:
-                code, reason = refusal.code, refusal.reason
+            except UpstreamRefusedError as refusal:
+                if isinstance(refusal.cause, OSError):
+                    self._log.warning(
+                        "http_over_websocket: cannot reach a polled socket: %s", refusal.cause
+                    )
+                code, reason = status_close_code(refusal.status), refusal.reason
                 return
             upstream = self._upstream
             over_limit = self._session.admit(self)
@@ -167,7 +184,7 @@ class PolledChannel:
             return
         except Exception as error:  # the session's buffer closed, or the upstream failed
             self._log.debug("http_over_websocket: polled channel ended: %r", error)
-            code, reason = 1011, "relay failed"
+            code, reason = CloseCode.INTERNAL_ERROR, "relay failed"
         finally:
             if writer is not None:
                 writer.cancel()
@@ -175,7 +192,7 @@ class PolledChannel:
                 self._upstream.close()
             self._ended = True
             self._drained.set()
-            if not self._session.outgoing.closed:
+            if not self._session.output_closed:
                 closed = ClosedEnvelope(self.number, code, reason)
                 with contextlib.suppress(Exception):
                     self._session.outgoing_nowait(encode_envelope(closed))

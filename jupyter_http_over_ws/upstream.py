@@ -1,0 +1,174 @@
+"""The one upstream dial: opening one of this server's own WebSockets for a client.
+
+Both transports relay proxied sockets (``proxied_ws`` over a WebSocket, channels
+over polling), and both open their upstream half here, so every security decision
+of a relay has one home:
+
+- **which path**: the client's path is normalised (:func:`~.wire.protocol.normalize_path`
+  refuses other hosts, ``..`` segments, control characters) and checked against
+  ``allowed_paths``, before anything is opened;
+- **which address**: this server's private entrance, else the local address of the
+  client's own connection (:func:`~.entrance.relay_target`), never anything derived
+  from the client's ``Host`` header, so a relay cannot leave this server;
+- **which headers**: the upgrade's identity headers (:mod:`.upgrade`), plus
+  ``X-Real-Ip`` and ``X-Scheme`` through the entrance, which trusts them;
+- **which answer**: every failure becomes one :class:`UpstreamRefusedError` carrying the
+  HTTP status the client is told (as that status over ``proxied_ws``, as close code
+  4000 + status over polling).
+
+Tests watch every upstream URL by replacing :func:`connect_upstream` in this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+from tornado import httpclient, httputil
+from tornado.iostream import IOStream
+from tornado.netutil import Resolver
+from tornado.websocket import WebSocketClientConnection, WebSocketError, websocket_connect
+
+from .entrance import PrivateEntrance, relay_target
+from .upgrade import UpgradeContext
+from .wire.protocol import PathPolicy, ProtocolError, normalize_path
+from .wsproxy import upstream_refusal_status
+
+
+class UpstreamRefusedError(Exception):
+    """The upstream WebSocket was not opened; ``status`` is the HTTP status for the client.
+
+    ``cause`` is the error behind a refusal by or failure of the upstream (``None`` when
+    the dial refused the path itself, or had no address to dial).
+    """
+
+    def __init__(self, status: int, reason: str, cause: Exception | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.cause = cause
+
+
+class DialSettings(Protocol):
+    """The options a dial reads, each time (``HttpOverWebSocketApp``'s traitlets)."""
+
+    @property
+    def path_policy(self) -> PathPolicy:
+        """The compiled ``allowed_paths``."""
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest message accepted from the upstream socket, in bytes."""
+
+    @property
+    def connect_timeout(self) -> float:
+        """Seconds to wait for the upstream socket to open."""
+
+
+async def connect_upstream(
+    url: str,
+    headers: httputil.HTTPHeaders,
+    subprotocols: Sequence[str] | None,
+    *,
+    max_message_size: int,
+    connect_timeout: float,
+    resolver: Resolver | None = None,
+) -> WebSocketClientConnection:
+    """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal."""
+    request = httpclient.HTTPRequest(
+        url,
+        headers=headers,
+        connect_timeout=connect_timeout,
+        request_timeout=connect_timeout,
+        # The certificate is the server's own and the address its own socket's.
+        validate_cert=False,
+        follow_redirects=False,
+    )
+    connection = await websocket_connect(
+        request,
+        subprotocols=list(subprotocols) if subprotocols else None,
+        max_message_size=max_message_size,
+        resolver=resolver,
+    )
+    if connection.protocol is not None:  # small kernel messages must not wait for Nagle
+        connection.protocol.set_nodelay(True)
+    return connection
+
+
+def relay_headers(upgrade: UpgradeContext, *, through_entrance: bool) -> httputil.HTTPHeaders:
+    """The headers of an upstream upgrade: the client's identity, and its address inside."""
+    headers = httputil.HTTPHeaders()
+    for name, value in upgrade.headers:
+        headers[name] = value
+    if through_entrance:
+        # The private entrance trusts these (only this process can write to it):
+        # the upstream handler sees the client's own address and scheme.
+        if upgrade.remote_ip:
+            headers["X-Real-Ip"] = upgrade.remote_ip
+        headers["X-Scheme"] = upgrade.protocol
+    return headers
+
+
+class UpstreamDialer:
+    """Opens this server's WebSockets as one client: that client's identity, this server.
+
+    The address is chosen once, when the client's request arrives (without the
+    private entrance it is the local address of that request's connection, which
+    a polling client may close before it opens a channel); the options are read at
+    each dial.
+    """
+
+    def __init__(
+        self,
+        upgrade: UpgradeContext,
+        settings: DialSettings,
+        *,
+        entrance: PrivateEntrance | None,
+        stream: IOStream,
+    ) -> None:
+        self._upgrade = upgrade
+        self._settings = settings
+        self._origin = ""
+        self._resolver: Resolver | None = None
+        self._no_address: str | None = None
+        try:
+            self._origin, self._resolver = relay_target(entrance, stream)
+        except OSError as error:  # e.g. a server on a Unix socket, with no private entrance
+            self._no_address = str(error)
+
+    async def dial(
+        self, path: str, subprotocols: Sequence[str], *, query: str = ""
+    ) -> WebSocketClientConnection:
+        """Open ``path`` (relative to ``base_url``, as the client encoded it) upstream.
+
+        ``query``, if any, is appended as it came (``proxied_ws`` takes it from its own
+        request line; a polling client's path carries it). Raises :class:`UpstreamRefusedError`.
+        """
+        settings = self._settings
+        try:
+            target = normalize_path(path)
+            settings.path_policy.check(target)
+        except ProtocolError as e:
+            raise UpstreamRefusedError(e.status, e.status_text) from None
+        if query:
+            target += "?" + query
+        if self._no_address is not None:
+            raise UpstreamRefusedError(502, self._no_address)
+        url = self._origin + self._upgrade.base_url.rstrip("/") + target
+        headers = relay_headers(self._upgrade, through_entrance=self._resolver is not None)
+        try:
+            return await connect_upstream(
+                url,
+                headers,
+                subprotocols,
+                max_message_size=settings.max_message_size,
+                connect_timeout=settings.connect_timeout,
+                resolver=self._resolver,
+            )
+        except httpclient.HTTPClientError as e:
+            status = upstream_refusal_status(e)
+            raise UpstreamRefusedError(status, "upstream refused the WebSocket", e) from None
+        except WebSocketError:  # answered, but not with an upgrade: no WebSocket there
+            raise UpstreamRefusedError(400, "not a WebSocket endpoint") from None
+        except OSError as e:
+            raise UpstreamRefusedError(502, "cannot reach the upstream WebSocket", e) from None

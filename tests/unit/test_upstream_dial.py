@@ -1,0 +1,144 @@
+"""The one upstream dial, with the connection faked: path, address, headers, refusals."""
+
+from __future__ import annotations
+
+import socket
+from types import SimpleNamespace
+
+import pytest
+from tornado.httpclient import HTTPClientError
+from tornado.simple_httpclient import HTTPTimeoutError
+from tornado.websocket import WebSocketError
+
+from jupyter_http_over_ws import upstream
+from jupyter_http_over_ws.upgrade import UpgradeContext
+from jupyter_http_over_ws.upstream import UpstreamDialer, UpstreamRefusedError, relay_headers
+from jupyter_http_over_ws.wire.protocol import PathPolicy
+
+UPGRADE = UpgradeContext(
+    base_url="/base/",
+    headers=(("Host", "example.org"), ("Authorization", "token t"), ("Origin", "https://a.b")),
+    remote_ip="203.0.113.7",
+    protocol="https",
+)
+
+ENTRANCE = SimpleNamespace(resolver=object())  # what relay_target reads of the entrance
+
+
+def settings(allowed=()):
+    return SimpleNamespace(
+        path_policy=PathPolicy.compile(allowed), max_message_size=4096, connect_timeout=3.0
+    )
+
+
+@pytest.fixture
+def dials(monkeypatch):
+    """Every call the dial makes to connect_upstream; ``dials.outcome`` is its answer."""
+    calls = []
+
+    async def fake(url, headers, subprotocols, **kwargs):
+        calls.append(SimpleNamespace(url=url, headers=headers, protocols=subprotocols, **kwargs))
+        if isinstance(fake.outcome, BaseException):
+            raise fake.outcome
+        return fake.outcome
+
+    fake.outcome = "upstream"
+    calls_view = SimpleNamespace(calls=calls, fake=fake)
+    monkeypatch.setattr(upstream, "connect_upstream", fake)
+    return calls_view
+
+
+def dialer(allowed=(), entrance=ENTRANCE, stream=None):
+    return UpstreamDialer(UPGRADE, settings(allowed), entrance=entrance, stream=stream)
+
+
+async def test_dials_the_entrance_with_the_clients_identity(dials):
+    assert await dialer().dial("/api/x%2541", ["p.a", "p.b"], query="a=1") == "upstream"
+    (call,) = dials.calls
+    assert call.url == "ws://relay.invalid/base/api/x%2541?a=1"
+    assert call.protocols == ["p.a", "p.b"]
+    assert call.resolver is ENTRANCE.resolver
+    assert call.max_message_size == 4096
+    assert call.connect_timeout == 3.0
+    assert dict(call.headers) == {
+        "Host": "example.org",
+        "Authorization": "token t",
+        "Origin": "https://a.b",
+        "X-Real-Ip": "203.0.113.7",
+        "X-Scheme": "https",
+    }
+
+
+async def test_without_an_entrance_it_dials_the_clients_own_local_address(dials):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    try:
+        port = listener.getsockname()[1]
+        stream = SimpleNamespace(socket=listener)
+        await dialer(entrance=None, stream=stream).dial("api/y", [])
+    finally:
+        listener.close()
+    (call,) = dials.calls
+    assert call.url == f"ws://127.0.0.1:{port}/base/api/y"
+    assert call.resolver is None
+    assert "X-Real-Ip" not in call.headers  # only the private entrance trusts these
+    assert "X-Scheme" not in call.headers
+
+
+@pytest.mark.parametrize(
+    ("path", "status"),
+    [("/../etc/passwd", 400), ("//evil.example/x", 400), ("http://evil.example/", 400)],
+)
+async def test_a_bad_path_is_refused_before_anything_is_dialled(dials, path, status):
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await dialer().dial(path, [])
+    assert refused.value.status == status
+    assert refused.value.cause is None
+    assert dials.calls == []
+
+
+async def test_allowed_paths_apply_before_dialling(dials):
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await dialer(allowed=["/api/kernels"]).dial("/api/events/subscribe", [])
+    assert refused.value.status == 403
+    assert "allowed_paths" in refused.value.reason
+    assert dials.calls == []
+    await dialer(allowed=["/api/kernels"]).dial("/api/kernels/k/channels", [])
+    assert len(dials.calls) == 1
+
+
+async def test_no_address_to_dial_is_a_502_with_the_reason(dials):
+    stream = SimpleNamespace(socket=None)  # e.g. a server on a Unix socket
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await dialer(entrance=None, stream=stream).dial("/api/x", [])
+    assert refused.value.status == 502
+    assert "cannot relay WebSockets" in refused.value.reason
+    assert dials.calls == []
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "reason", "has_cause"),
+    [
+        (HTTPClientError(404), 404, "upstream refused the WebSocket", True),
+        (HTTPClientError(403), 403, "upstream refused the WebSocket", True),
+        (HTTPClientError(302), 400, "upstream refused the WebSocket", True),
+        (HTTPClientError(599), 502, "upstream refused the WebSocket", True),
+        (HTTPTimeoutError("Timeout"), 504, "upstream refused the WebSocket", True),
+        (WebSocketError("Non-websocket response"), 400, "not a WebSocket endpoint", False),
+        (ConnectionRefusedError("refused"), 502, "cannot reach the upstream WebSocket", True),
+    ],
+)
+async def test_every_failure_is_one_refusal_with_its_status(
+    dials, error, status, reason, has_cause
+):
+    dials.fake.outcome = error
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await dialer().dial("/api/x", [])
+    assert (refused.value.status, refused.value.reason) == (status, reason)
+    assert (refused.value.cause is error) is has_cause
+
+
+def test_relay_headers_without_a_remote_address():
+    context = UpgradeContext(base_url="/", headers=(), remote_ip=None, protocol="http")
+    assert dict(relay_headers(context, through_entrance=True)) == {"X-Scheme": "http"}
+    assert dict(relay_headers(context, through_entrance=False)) == {}
