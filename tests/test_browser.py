@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_fixtures import (
+from support.browser import (
     jupyter_server,
     launch_browser,
     new_context,

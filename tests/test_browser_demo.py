@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
-from browser_fixtures import REPO, jupyter_env, launch_browser
+from support.browser import REPO, jupyter_env, launch_browser
 
 from jupyter_http_over_ws import __version__
 

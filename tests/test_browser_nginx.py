@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_fixtures import (
+from support.browser import (
     jupyter_server,
     launch_browser,
     new_context,
@@ -37,7 +37,7 @@ from browser_fixtures import (
     services_bundle,
     stream_texts,
 )
-from nginx_helpers import Nginx
+from support.nginx import Nginx
 
 from jupyter_http_over_ws.demo import PageServer, free_port
 

@@ -13,9 +13,9 @@ from urllib.parse import quote_from_bytes, unquote, urlsplit
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from kernel_helpers import V1, KernelSocket
+from support.kernels import V1, KernelSocket
+from support.wire import BINARY, TEXT, raw_upgrade
 from tornado.websocket import WebSocketClosedError
-from wire_helpers import BINARY, TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client._connect import Endpoint
 from jupyter_http_over_ws.wire.protocol import UNCAUGHT_ERROR

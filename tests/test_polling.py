@@ -13,8 +13,8 @@ import uuid
 import pytest
 from jupyter_server.auth import IdentityProvider, User
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from kernel_helpers import V1, decode, encode, make_msg
-from polling_helpers import RawPolling, request_envelope
+from support.kernels import V1, decode, encode, make_msg
+from support.polling import RawPolling, request_envelope
 
 from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,

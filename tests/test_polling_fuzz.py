@@ -27,7 +27,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from polling_helpers import RawPolling, request_envelope
+from support.polling import RawPolling, request_envelope
 from test_fuzz import json_values, junk
 from test_polling import TwoUsers
 

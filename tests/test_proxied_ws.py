@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import url_path_join
-from kernel_helpers import V1, KernelSocket, Received, by_type, stdout_text
+from support.kernels import V1, KernelSocket, Received, by_type, stdout_text
 from tornado import httpclient
 from tornado.web import URLSpec
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
