@@ -20,7 +20,7 @@ import pytest
 
 from jupyter_http_over_ws.demo import server_command, stop_process, wait_until_up
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 E2E = REPO / "e2e"
 SERVICES_BUNDLE = E2E / "dist" / "services.js"
 
