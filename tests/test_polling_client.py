@@ -10,6 +10,7 @@ import os
 import pytest
 from jupyter_server.utils import url_path_join
 from support.echo_socket import EchoSocket, register_echo_socket
+from support.waiting import eventually
 from tornado import httpclient
 from tornado.web import RequestHandler, URLSpec
 
@@ -243,13 +244,6 @@ def echo_path(jp_serverapp, jp_base_url):
     return register_echo_socket(jp_serverapp, jp_base_url, "hows-poll/echo")
 
 
-async def until(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
-
-
 async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_path):
     socket = await polling_tunnel.websocket(echo_path, subprotocols=["echo.a", "echo.b"])
     assert socket.selected_subprotocol == "echo.b"
@@ -264,9 +258,9 @@ async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_
 
     other = await polling_tunnel.websocket(echo_path)
     assert other.selected_subprotocol is None
-    await until(lambda: len(EchoSocket.instances) == 2)
+    await eventually(lambda: len(EchoSocket.instances) == 2)
     other.close(4003, "client says bye")
-    await until(lambda: EchoSocket.instances[1].close_code is not None)
+    await eventually(lambda: EchoSocket.instances[1].close_code is not None)
     assert EchoSocket.instances[1].close_code == 4003
     assert EchoSocket.instances[1].close_reason == "client says bye"
     assert await asyncio.wait_for(other.read_message(), 10) is None  # the server's answer
@@ -368,7 +362,7 @@ async def test_upgrading_keeps_open_sockets_and_requests_on_the_polling_session(
         assert not polled.closed  # kept while the other is unfinished
         assert len(sessions) == 1
         await then()
-        await until(lambda: polled.closed and len(sessions) == 0)
+        await eventually(lambda: polled.closed and len(sessions) == 0)
         assert tunnel.transport == "websocket"
         assert (await tunnel.request("GET", "/api/status")).status == 200
     finally:

@@ -21,6 +21,7 @@ import pytest
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from support.echo_socket import EchoSocket, register_echo_socket
 from support.kernels import V1, KernelSocket, Received, by_type, stdout_text
+from support.waiting import eventually
 from tornado import httpclient
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
 
@@ -67,16 +68,6 @@ def channels_path(kernel_id: str, session_id: str) -> str:
 def server_kernel_handler(kernel_id: str, session_id: str) -> Any:
     """The server's own kernel WebSocket handler: the upstream half of a proxied socket."""
     return ZMQChannelsWebsocketConnection._open_sessions.get(f"{kernel_id}:{session_id}")
-
-
-async def eventually(predicate: Any, timeout: float = 10.0, message: str = "") -> None:
-    """Wait until ``predicate()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting: {message}")
-        await asyncio.sleep(0.02)
 
 
 async def read_until_closed(connection: WebSocketClientConnection, timeout: float = 10.0) -> list:
