@@ -11,7 +11,7 @@ import asyncio
 from typing import Any
 
 from jupyter_server.utils import url_path_join
-from tornado.web import URLSpec
+from tornado.routing import URLSpec
 from tornado.websocket import WebSocketHandler
 
 __all__ = ["EchoSocket", "register_echo_socket"]
