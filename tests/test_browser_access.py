@@ -15,7 +15,7 @@ from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.browser import open_page
-from support.cross_origin import Setup, log_in, run
+from support.cross_origin import Setup, log_in, run, run_on_page
 from support.cross_origin import setup as setup
 
 from jupyter_http_over_ws import __version__
@@ -76,9 +76,8 @@ def test_foreign_origin_is_refused_with_a_clear_message(context: Any, setup: Set
 def test_wrong_token_is_refused_and_diagnose_says_the_origin_is_fine(
     context: Any, setup: Setup
 ) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const out = {};
@@ -105,9 +104,8 @@ def test_wrong_token_is_refused_and_diagnose_says_the_origin_is_fine(
 def test_wrong_token_over_polling_is_a_readable_403(context: Any, setup: Setup) -> None:
     # The polling endpoint's refusal carries the CORS headers of the allowed origin, so
     # the page reads a 403 about its credentials (not "Failed to fetch": unreachable).
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         try {
@@ -167,9 +165,8 @@ def test_login_cookie_does_not_authenticate_a_cross_site_page_but_the_token_does
 
 
 def test_min_version_refusal_and_tunnel_diagnose(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const out = {};

@@ -16,7 +16,7 @@ from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.browser import open_page
-from support.cross_origin import ALL_BYTES, BIG_SIZE, Setup, log_in, run
+from support.cross_origin import ALL_BYTES, BIG_SIZE, Setup, log_in, run, run_on_page
 from support.cross_origin import setup as setup
 
 pytestmark = pytest.mark.slow
@@ -68,9 +68,8 @@ def test_plain_cross_origin_fetch_is_refused_while_the_tunnel_works(
 
 
 def test_binary_upload_and_download_are_byte_exact(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();
@@ -115,9 +114,8 @@ def test_binary_upload_and_download_are_byte_exact(context: Any, setup: Setup) -
 
 def test_binary_request_bodies_arrive_byte_exact(context: Any, setup: Setup) -> None:
     """Every body type fetch accepts for bytes, echoed by a real handler in the server."""
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();

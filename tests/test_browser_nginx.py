@@ -90,8 +90,7 @@ WORK = """
         out.upSize = (await up.json()).size;
 
         // Run code on a kernel: @jupyterlab/services over tunnel.fetch and tunnel.WebSocket.
-        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
-        const kernel = await kernels.startNew({ name: "python3" });
+        const { kernels, kernel } = await startKernel(tunnel);
         out.ok = await execute(kernel, a.code);
         out.bad = await execute(kernel, "1 / 0");
         await kernel.shutdown();

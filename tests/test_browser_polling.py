@@ -14,15 +14,14 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.cross_origin import Setup, run
+from support.cross_origin import Setup, run, run_on_page
 from support.cross_origin import setup as setup
 
 pytestmark = pytest.mark.slow
 
 
 POLLING_KERNEL = """
-        const kernels = new services.KernelManager({ serverSettings: settingsFor(window.tunnel) });
-        window.kernel = await kernels.startNew({ name: "python3" });
+        window.kernel = (await startKernel(window.tunnel)).kernel;
         window.runCode = async (code) => {
           const texts = [];
           const future = window.kernel.requestExecute({ code });
@@ -36,9 +35,8 @@ POLLING_KERNEL = """
 
 
 def test_polling_transport_carries_jupyterlab_services(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         window.tunnel = await connect({ transports: ["polling"] });

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from support.browser import assert_kernel_outputs, kernel_code, open_page
+from support.browser import assert_kernel_outputs, kernel_code
 from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.cross_origin import Setup, run
+from support.cross_origin import Setup, run_on_page
 from support.cross_origin import setup as setup
 
 pytestmark = pytest.mark.slow
@@ -25,14 +25,12 @@ DISPLAY = {"text/plain": "a display", "text/markdown": "**a display**"}
 
 
 def test_jupyterlab_services_kernel_outputs_through_the_tunnel(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();
-        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
-        const kernel = await kernels.startNew({ name: "python3" });
+        const { kernels, kernel } = await startKernel(tunnel);
         const ok = await execute(kernel, a.code);
         const bad = await execute(kernel, "1 / 0");
         const running = [...kernels.running()].map((k) => k.id);
@@ -49,9 +47,8 @@ def test_jupyterlab_services_kernel_outputs_through_the_tunnel(context: Any, set
 
 
 def test_session_and_contents_managers_through_the_tunnel(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();
@@ -109,14 +106,12 @@ get_comm_manager().register_target("hows-echo", _open)
 
 
 def test_comm_message_with_a_binary_buffer_round_trips(context: Any, setup: Setup) -> None:
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();
-        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
-        const kernel = await kernels.startNew({ name: "python3" });
+        const { kernels, kernel } = await startKernel(tunnel);
         const setupReply = await kernel.requestExecute({ code: a.code }).done;
         const comm = kernel.createComm("hows-echo");
         const answer = new Promise((resolve) => { comm.onMsg = resolve; });
@@ -145,9 +140,8 @@ def test_comm_message_with_a_binary_buffer_round_trips(context: Any, setup: Setu
 
 def test_tunnel_websocket_has_the_browser_websocket_interface(context: Any, setup: Setup) -> None:
     """Kernel channels in Jupyter's binary v1 protocol, by hand: blob and arraybuffer, close."""
-    page = open_page(context, setup.page)
-    result = run(
-        page,
+    result = run_on_page(
+        context,
         setup,
         """
         const tunnel = await connect();

@@ -56,6 +56,11 @@ async (a) => {
     token: a.token,
   });
   const errorText = (e) => `${e && e.name}: ${e && e.message}`;
+  // A python3 kernel through @jupyterlab/services over ``tunnel``, and its manager.
+  const startKernel = async (tunnel) => {
+    const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
+    return { kernels, kernel: await kernels.startNew({ name: "python3" }) };
+  };
   // Run code on a @jupyterlab/services kernel: its reply, and its outputs in order.
   const execute = async (kernel, code) => {
     const outputs = [];

@@ -93,6 +93,11 @@ def run(page: Any, setup: Setup, body: str, token: str | None = None, **args: An
     return run_in_page(page, setup.server, setup.token if token is None else token, body, **args)
 
 
+def run_on_page(context: Any, setup: Setup, body: str, **args: Any) -> Any:
+    """Open the test page (cross-site, allowed) in ``context`` and run ``body`` there."""
+    return run(open_page(context, setup.page), setup, body, **args)
+
+
 def log_in(context: Any, setup: Setup) -> list[dict[str, Any]]:
     """Log in to Jupyter the way a person does (its URL with ?token=), returning its cookies."""
     page = open_page(context, f"{setup.server}tree?token={setup.token}")
