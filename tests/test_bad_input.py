@@ -8,8 +8,8 @@ import logging
 import os
 
 import pytest
+from support.wire import TEXT, raw_upgrade
 from tornado.httpclient import HTTPClientError
-from wire_helpers import TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.wire.protocol import JSON_REQUIRED

@@ -17,10 +17,12 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import pytest
-from browser_fixtures import REPO, jupyter_env, launch_browser
+from support.browser import REPO, BlockedTunnelSocket, jupyter_env, launch_browser
+from support.browser import jp_asyncio_loop as jp_asyncio_loop
+from support.browser import jp_server_cleanup as jp_server_cleanup
 
 from jupyter_http_over_ws import __version__
 
@@ -36,16 +38,6 @@ from IPython.display import display
 display({"text/plain": "a display_data output"}, raw=True)
 sum(range(101))
 """
-
-
-@pytest.fixture
-def jp_asyncio_loop() -> None:
-    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
-
-
-@pytest.fixture
-def jp_server_cleanup() -> None:
-    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
 
 
 def _lines(stream: IO[str], into: queue.Queue[str]) -> None:
@@ -231,14 +223,7 @@ def test_demo_page_runs_code_through_the_tunnel(demo: Demo, tmp_path: Path) -> N
 def test_demo_page_shows_the_move_from_polling_to_the_websocket(demo: Demo) -> None:
     """The transport shown follows the client's ``transportchange``, not just the first one."""
     url = demo.wait_for(r"(http://localhost:\d+/#server=\S+&token=\S+)").group(1)
-    blocked = {"on": True, "refused": 0}
-
-    def tunnel_socket(ws: Any) -> None:
-        if blocked["on"]:
-            blocked["refused"] += 1
-            ws.close(code=1011, reason="blocked by the test's network")
-        else:
-            ws.connect_to_server()
+    blocked = BlockedTunnelSocket()
 
     with launch_browser() as browser:
         context = browser.new_context()
@@ -246,15 +231,15 @@ def test_demo_page_shows_the_move_from_polling_to_the_websocket(demo: Demo) -> N
         page = context.new_page()
         page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
         # A network that refuses the tunnel's WebSocket (not the kernel's proxied sockets).
-        page.route_web_socket(re.compile(r"/http_over_websocket\?"), tunnel_socket)
+        blocked.route(page)
         page.goto(url)
         page.wait_for_selector('#state[data-state="connected"]')
-        assert blocked["refused"] >= 1
+        assert blocked.refused >= 1
         assert page.text_content("#transport") == "polling"
 
         # The network lets WebSockets through again: the client's next upgrade attempt
         # (the default interval, 15 s) moves to it, and the page shows the move.
-        blocked["on"] = False
+        blocked.on = False
         page.wait_for_selector("#transport:text-is('websocket')", timeout=45_000)
         assert page.text_content("#version") == __version__
         assert page.get_attribute("#state", "data-state") == "connected"

@@ -21,39 +21,37 @@ import hashlib
 import os
 import re
 import secrets
-import shutil
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from browser_fixtures import (
+from support.browser import (
+    assert_kernel_outputs,
     jupyter_server,
-    launch_browser,
-    new_context,
+    kernel_code,
     open_page,
+    page_dir,
     run_in_page,
-    services_bundle,
-    stream_texts,
 )
-from nginx_helpers import Nginx
+from support.browser import browser as browser
+from support.browser import context as context
+from support.browser import jp_asyncio_loop as jp_asyncio_loop
+from support.browser import jp_server_cleanup as jp_server_cleanup
+from support.nginx import Nginx
+from support.ports import free_port
 
-from jupyter_http_over_ws.demo import PageServer, free_port
+from jupyter_http_over_ws.demo import PageServer
 
 pytestmark = pytest.mark.slow
 
 #: Random bytes, then every byte value: a byte lost, changed or moved shows.
 PAYLOAD = os.urandom(512 * 1024 + 3) + bytes(range(256))
 
-KERNEL_CODE = """
-import sys
-from IPython.display import display
-print("to stdout")
-print("to stderr", file=sys.stderr)
-display({"text/plain": "a display"}, raw=True)
-6 * 7
-"""
+#: What the kernel displays.
+DISPLAY = {"text/plain": "a display"}
 
 WORK = """
         // Retry the WebSocket often: behind the old proxy each retry fails again.
@@ -92,27 +90,9 @@ WORK = """
         out.upSize = (await up.json()).size;
 
         // Run code on a kernel: @jupyterlab/services over tunnel.fetch and tunnel.WebSocket.
-        const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
-        const kernel = await kernels.startNew({ name: "python3" });
-        const execute = async (code) => {
-          const outputs = [];
-          const future = kernel.requestExecute({ code });
-          future.onIOPub = (msg) => {
-            if (["stream", "display_data", "execute_result", "error"].includes(
-              msg.header.msg_type)) {
-              outputs.push({ type: msg.header.msg_type, content: msg.content });
-            }
-          };
-          let reply;
-          try {
-            reply = (await future.done).content;
-          } catch (e) {
-            reply = { status: "rejected", error: errorText(e) };
-          }
-          return { reply, outputs };
-        };
-        out.ok = await execute(a.code);
-        out.bad = await execute("1 / 0");
+        const { kernels, kernel } = await startKernel(tunnel);
+        out.ok = await execute(kernel, a.code);
+        out.bad = await execute(kernel, "1 / 0");
         await kernel.shutdown();
         kernels.dispose();
 
@@ -123,11 +103,9 @@ WORK = """
 """
 
 
+@dataclass(frozen=True)
 class Servers:
     """Jupyter, its files and the page, for this module."""
-
-    def __init__(self, **kw: Any) -> None:
-        self.__dict__.update(kw)
 
     jupyter_port: int
     token: str
@@ -136,27 +114,11 @@ class Servers:
     log: Path
 
 
-@pytest.fixture
-def jp_asyncio_loop() -> None:
-    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
-
-
-@pytest.fixture
-def jp_server_cleanup() -> None:
-    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
-
-
 @pytest.fixture(scope="module")
 def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
     """Jupyter (allowing the page's origin only) and the page server."""
     base = tmp_path_factory.mktemp("browser-nginx")
-    pages = base / "pages"
-    pages.mkdir()
-    (pages / "index.html").write_text(
-        "<!doctype html><meta charset=utf-8><link rel=icon href='data:,'>"
-        "<title>test page</title><p>test page</p>\n"
-    )
-    shutil.copy(services_bundle(), pages / "services.js")
+    pages = page_dir(base)
     root = base / "root"
     root.mkdir()
     (root / "payload.bin").write_bytes(PAYLOAD)
@@ -176,20 +138,6 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Servers]:
             )
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """One Chromium for the module."""
-    with launch_browser() as b:
-        yield b
-
-
-@pytest.fixture
-def context(browser: Any) -> Iterator[Any]:
-    """A fresh browser context per test."""
-    with new_context(browser) as ctx:
-        yield ctx
-
-
 @pytest.mark.parametrize(
     ("upgrades", "expected"),
     [(False, "polling"), (True, "websocket")],
@@ -203,7 +151,7 @@ def test_page_works_through_nginx(
     proxy.start()
     try:
         page = open_page(context, servers.page)
-        result = run_in_page(page, proxy.url("/"), servers.token, WORK, code=KERNEL_CODE)
+        result = run_in_page(page, proxy.url("/"), servers.token, WORK, code=kernel_code(DISPLAY))
         if result["transport"] == "polling":
             # tunnel.close() deletes the polling session on the server, through nginx.
             deadline = time.monotonic() + 15
@@ -246,15 +194,4 @@ def test_page_works_through_nginx(
     assert (servers.root / "uploaded.bin").read_bytes() == PAYLOAD
 
     # Code ran on a kernel, with its outputs.
-    ok, bad = result["ok"], result["bad"]
-    assert ok["reply"]["status"] == "ok", ok
-    assert stream_texts(ok["outputs"]) == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
-    displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
-    assert displays == [{"text/plain": "a display"}]
-    results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]
-    assert results == [{"text/plain": "42"}]
-    errors = [o["content"] for o in bad["outputs"] if o["type"] == "error"]
-    assert [(e["ename"], e["evalue"]) for e in errors] == [
-        ("ZeroDivisionError", "division by zero")
-    ]
-    assert bad["reply"]["status"] in ("error", "rejected"), bad
+    assert_kernel_outputs(result["ok"], result["bad"], DISPLAY)

@@ -17,7 +17,6 @@ import json
 import os
 import re
 import secrets
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from support.ports import free_port
 from tornado.httpclient import HTTPClientError
 
 from jupyter_http_over_ws import __version__
@@ -78,13 +78,6 @@ def isolated_env(home: Path, token: str | None = None) -> dict[str, str]:
     if token is not None:
         env["JUPYTER_TOKEN"] = token
     return env
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def run(coro_fn, *args, **kwargs):

@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import ssl
 import sys
 import threading
@@ -23,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nginx_helpers import Nginx
+from support.nginx import Nginx
+from support.ports import free_port
 
 from jupyter_http_over_ws import __version__, cli
 
@@ -68,13 +68,6 @@ def findings(report: dict, check: str, status: str | None = None) -> list[dict]:
 def statuses(report: dict) -> list[tuple[str, str]]:
     """(check, status) of every finding, in order."""
     return [(f["check"], f["status"]) for f in report["findings"]]
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # ---------------------------------------------------------------- 1. reachable

@@ -16,11 +16,11 @@ import uuid
 
 import pytest
 from jupyter_server.utils import url_path_join
-from kernel_helpers import V1, KernelSocket, by_type
-from server_process import ServerProcess
+from support.kernels import V1, KernelSocket, by_type
+from support.server_process import ServerProcess
+from support.wire import raw_upgrade
 from tornado import web
 from tornado.routing import URLSpec
-from wire_helpers import raw_upgrade
 
 from jupyter_http_over_ws.client import TunnelClient, TunnelClosedError
 from jupyter_http_over_ws.client._connect import Endpoint

@@ -13,26 +13,16 @@ from urllib.parse import quote_from_bytes, unquote, urlsplit
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from kernel_helpers import V1, KernelSocket
+from support.hypothesis_strategies import json_values, junk
+from support.kernels import V1, KernelSocket
+from support.wire import BINARY, TEXT, raw_upgrade
 from tornado.websocket import WebSocketClosedError
-from wire_helpers import BINARY, TEXT, raw_upgrade
 
 from jupyter_http_over_ws.client._connect import Endpoint
 from jupyter_http_over_ws.wire.protocol import UNCAUGHT_ERROR
 
 pytestmark = pytest.mark.timeout(300)
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=40),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
 # Values shaped like the protocol's, often wrong: hostile paths, odd methods, bad base64.
 paths = st.sampled_from(
     [
@@ -63,18 +53,6 @@ fields = st.fixed_dictionaries(
         "cancel": st.booleans(),
     },
 )
-junk = st.text(max_size=60).filter(lambda t: not _is_json_object(t)) | st.sampled_from(
-    ["[" * 5000, '{"message_id": "x"', "null", "123", '"str"']
-)
-
-
-def _is_json_object(text):
-    try:
-        return isinstance(json.loads(text), dict)
-    except ValueError:
-        return False
-
-
 messages = st.lists(st.one_of(fields, junk), min_size=1, max_size=8)
 
 

@@ -18,8 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 
 import pytest
-from kernel_helpers import V1, KernelSocket, by_type, stdout_text
-from server_process import ServerProcess
+from support.kernels import V1, KernelSocket, by_type, stdout_text
+from support.server_process import ServerProcess
 
 from jupyter_http_over_ws.client import TunnelClient
 

@@ -11,10 +11,10 @@ import time
 import uuid
 
 import pytest
-from jupyter_server.auth import IdentityProvider, User
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from kernel_helpers import V1, decode, encode, make_msg
-from polling_helpers import RawPolling, request_envelope
+from support.kernels import V1, decode, encode, make_msg
+from support.polling import RawPolling, request_envelope
+from support.users import TwoUsers
 
 from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
@@ -34,18 +34,6 @@ ALLOWED = "https://colab.example"
 
 def config(**app):
     return {"ServerApp": {"jpserver_extensions": EXT}, "HttpOverWebSocketApp": app}
-
-
-class TwoUsers(IdentityProvider):
-    """Two people with their own tokens: ``alice-token`` and ``bob-token``."""
-
-    def get_user(self, handler):
-        header = handler.request.headers.get("Authorization", "")
-        name = {"token alice-token": "alice", "token bob-token": "bob"}.get(header)
-        if name is None:
-            return None
-        handler._token_authenticated = True
-        return User(name)
 
 
 @pytest.fixture

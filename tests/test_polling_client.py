@@ -9,9 +9,10 @@ import os
 
 import pytest
 from jupyter_server.utils import url_path_join
+from support.echo_socket import EchoSocket, register_echo_socket
+from support.waiting import eventually
 from tornado import httpclient
 from tornado.web import RequestHandler, URLSpec
-from tornado.websocket import WebSocketHandler
 
 from jupyter_http_over_ws._version import __version__
 from jupyter_http_over_ws.client import TunnelClient
@@ -237,38 +238,10 @@ async def test_auth_url_credentials_work_over_polling(hows_server_url, hows_toke
         assert refused.value.code == 403
 
 
-class Echo(WebSocketHandler):
-    """Echoes frames with their type; ``close:<code>:<reason>`` closes with that."""
-
-    instances: list[Echo] = []
-
-    def select_subprotocol(self, subprotocols):
-        return "echo.b" if "echo.b" in subprotocols else None
-
-    def open(self, *args):
-        Echo.instances.append(self)
-
-    async def on_message(self, message):
-        if isinstance(message, str) and message.startswith("close:"):
-            _, code, reason = message.split(":", 2)
-            self.close(int(code), reason)
-            return
-        await self.write_message(message, binary=isinstance(message, bytes))
-
-
 @pytest.fixture
 def echo_path(jp_serverapp, jp_base_url):
-    Echo.instances = []
-    router = jp_serverapp.web_app.wildcard_router
-    router.rules.insert(0, URLSpec(url_path_join(jp_base_url, r"hows-poll/echo(/.*)?"), Echo))
-    return "/hows-poll/echo"
-
-
-async def until(predicate, timeout=10.0):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+    """Register :class:`EchoSocket` at ``{base_url}hows-poll/echo[/...]``; returns its path."""
+    return register_echo_socket(jp_serverapp, jp_base_url, "hows-poll/echo")
 
 
 async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_path):
@@ -285,11 +258,11 @@ async def test_proxied_frames_and_close_codes_over_polling(polling_tunnel, echo_
 
     other = await polling_tunnel.websocket(echo_path)
     assert other.selected_subprotocol is None
-    await until(lambda: len(Echo.instances) == 2)
+    await eventually(lambda: len(EchoSocket.instances) == 2)
     other.close(4003, "client says bye")
-    await until(lambda: Echo.instances[1].close_code is not None)
-    assert Echo.instances[1].close_code == 4003
-    assert Echo.instances[1].close_reason == "client says bye"
+    await eventually(lambda: EchoSocket.instances[1].close_code is not None)
+    assert EchoSocket.instances[1].close_code == 4003
+    assert EchoSocket.instances[1].close_reason == "client says bye"
     assert await asyncio.wait_for(other.read_message(), 10) is None  # the server's answer
 
 
@@ -389,7 +362,7 @@ async def test_upgrading_keeps_open_sockets_and_requests_on_the_polling_session(
         assert not polled.closed  # kept while the other is unfinished
         assert len(sessions) == 1
         await then()
-        await until(lambda: polled.closed and len(sessions) == 0)
+        await eventually(lambda: polled.closed and len(sessions) == 0)
         assert tunnel.transport == "websocket"
         assert (await tunnel.request("GET", "/api/status")).status == 200
     finally:

@@ -27,9 +27,9 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from polling_helpers import RawPolling, request_envelope
-from test_fuzz import json_values, junk
-from test_polling import TwoUsers
+from support.hypothesis_strategies import json_values, junk
+from support.polling import RawPolling, request_envelope
+from support.users import TwoUsers
 
 from jupyter_http_over_ws.polling import PolledChannel, PollingSession
 from jupyter_http_over_ws.wire.polling import (

@@ -9,8 +9,8 @@ import os
 import uuid
 
 import pytest
-from kernel_helpers import V1, KernelSocket, by_type, stdout_text
-from nginx_helpers import Nginx
+from support.kernels import V1, KernelSocket, by_type, stdout_text
+from support.nginx import Nginx
 from tornado import httpclient
 
 from jupyter_http_over_ws._version import __version__

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
-from jupyter_server.utils import url_path_join
-from kernel_helpers import V1, KernelSocket, Received, by_type, stdout_text
+from support.echo_socket import EchoSocket, register_echo_socket
+from support.kernels import V1, KernelSocket, Received, by_type, stdout_text
+from support.waiting import eventually
 from tornado import httpclient
-from tornado.web import URLSpec
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
 
 import jupyter_http_over_ws.handlers.proxied_ws as proxied_ws_module
@@ -70,16 +70,6 @@ def server_kernel_handler(kernel_id: str, session_id: str) -> Any:
     return ZMQChannelsWebsocketConnection._open_sessions.get(f"{kernel_id}:{session_id}")
 
 
-async def eventually(predicate: Any, timeout: float = 10.0, message: str = "") -> None:
-    """Wait until ``predicate()`` is true."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting: {message}")
-        await asyncio.sleep(0.02)
-
-
 async def read_until_closed(connection: WebSocketClientConnection, timeout: float = 10.0) -> list:
     """Every message until the socket closes (``read_message`` returns ``None``)."""
     messages = []
@@ -123,48 +113,12 @@ def kernel_socket(open_socket):
     return _open
 
 
-class EchoSocket(WebSocketHandler):
-    """A test socket on the server: echoes frames with their type, closes on request.
-
-    ``close:<code>:<reason>`` makes it close with that code and reason. Every
-    instance records its path argument, query and the close it saw.
-    """
-
-    instances: list[EchoSocket] = []
-    closed = False
-
-    async def get(self, *args: Any, **kwargs: Any) -> None:
-        # ?delay=<seconds> holds the upgrade back, as a busy server might.
-        await asyncio.sleep(float(self.get_query_argument("delay", "0")))
-        await super().get(*args, **kwargs)
-
-    def on_close(self) -> None:
-        self.closed = True
-
-    def select_subprotocol(self, subprotocols: list[str]) -> str | None:
-        return "echo.b" if "echo.b" in subprotocols else None
-
-    def open(self, rest: str | None = None) -> None:
-        self.rest = rest
-        self.query = self.request.query
-        EchoSocket.instances.append(self)
-
-    async def on_message(self, message: str | bytes) -> None:
-        if isinstance(message, str) and message.startswith("close:"):
-            _, code, reason = message.split(":", 2)
-            self.close(int(code), reason)
-            return
-        await self.write_message(message, binary=isinstance(message, bytes))
 
 
 @pytest.fixture
 def echo_path(jp_serverapp, jp_base_url):
     """Register :class:`EchoSocket` at ``{base_url}hows-test/echo[/...]``; returns its path."""
-    EchoSocket.instances = []
-    router = jp_serverapp.web_app.wildcard_router
-    # First, ahead of jupyter_server's catch-all 404 handler.
-    router.rules.insert(0, URLSpec(url_path_join(jp_base_url, r"hows-test/echo(/.*)?"), EchoSocket))
-    return "/hows-test/echo"
+    return register_echo_socket(jp_serverapp, jp_base_url, "hows-test/echo")
 
 
 def assert_execute_sequence(messages: list[Received], msg_id: str) -> None:

@@ -4,7 +4,7 @@
 request's method, content type and body digest in headers, so a test can check that a
 body of any fetch type travelled byte-exact through the tunnel; ``/hows-redirect``
 redirects there. Authenticated like every other API handler. Loaded by js/testing/server.js
-and by the browser tests (tests/browser_fixtures.py puts this folder on PYTHONPATH).
+and by the browser tests (tests/support/browser.py puts this folder on PYTHONPATH).
 """
 
 from __future__ import annotations

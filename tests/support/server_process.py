@@ -12,7 +12,6 @@ import json
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
+
+from support.ports import free_port
 
 TRIM_ON_SIGUSR2 = """
 import ctypes, ctypes.util, gc, signal
@@ -42,12 +43,6 @@ def _dump(signum, frame):  # what a server that does not stop is waiting for
 
 signal.signal(signal.SIGTTIN, _dump)
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class ServerProcess:

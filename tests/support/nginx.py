@@ -18,6 +18,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from support.ports import free_port
+
 #: Where Debian's nginx-light / nginx packages put the binary.
 NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
@@ -40,13 +42,6 @@ def nginx_binary() -> str:
         "nginx is not installed: `apt-get install nginx-light` (or set NGINX_BIN); "
         ".ci/run installs it"
     )
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def render_config(

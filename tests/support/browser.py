@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,7 +21,7 @@ import pytest
 
 from jupyter_http_over_ws.demo import server_command, stop_process, wait_until_up
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 E2E = REPO / "e2e"
 SERVICES_BUNDLE = E2E / "dist" / "services.js"
 
@@ -55,9 +56,38 @@ async (a) => {
     token: a.token,
   });
   const errorText = (e) => `${e && e.name}: ${e && e.message}`;
+  // A python3 kernel through @jupyterlab/services over ``tunnel``, and its manager.
+  const startKernel = async (tunnel) => {
+    const kernels = new services.KernelManager({ serverSettings: settingsFor(tunnel) });
+    return { kernels, kernel: await kernels.startNew({ name: "python3" }) };
+  };
+  // Run code on a @jupyterlab/services kernel: its reply, and its outputs in order.
+  const execute = async (kernel, code) => {
+    const outputs = [];
+    const future = kernel.requestExecute({ code });
+    future.onIOPub = (msg) => {
+      const kinds = ["stream", "display_data", "execute_result", "error"];
+      if (kinds.includes(msg.header.msg_type)) {
+        outputs.push({ type: msg.header.msg_type, content: msg.content });
+      }
+    };
+    let reply;
+    try {
+      reply = (await future.done).content;
+    } catch (e) {
+      reply = { status: "rejected", error: errorText(e) };
+    }
+    return { reply, outputs };
+  };
   %s
 }
 """
+
+#: The test pages' HTML: nothing but a title; the tests bring their code along.
+TEST_PAGE = (
+    "<!doctype html><meta charset=utf-8><link rel=icon href='data:,'>"
+    "<title>test page</title><p>test page</p>\n"
+)
 
 
 def stream_texts(outputs: list[dict[str, Any]]) -> dict[str, str]:
@@ -72,6 +102,33 @@ def stream_texts(outputs: list[dict[str, Any]]) -> dict[str, str]:
             name = output["content"]["name"]
             texts[name] = texts.get(name, "") + output["content"]["text"]
     return texts
+
+
+def kernel_code(display: dict[str, str]) -> str:
+    """Code with every kind of output :func:`assert_kernel_outputs` checks (``display``'s data)."""
+    return f"""
+import sys
+from IPython.display import display
+print("to stdout")
+print("to stderr", file=sys.stderr)
+display({display!r}, raw=True)
+6 * 7
+"""
+
+
+def assert_kernel_outputs(ok: Any, bad: Any, display: dict[str, str]) -> None:
+    """The prelude's ``execute`` of :func:`kernel_code` (``ok``) and of ``1 / 0`` (``bad``)."""
+    assert ok["reply"]["status"] == "ok", ok
+    assert stream_texts(ok["outputs"]) == {"stdout": "to stdout\n", "stderr": "to stderr\n"}
+    displays = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "display_data"]
+    assert displays == [display]
+    results = [o["content"]["data"] for o in ok["outputs"] if o["type"] == "execute_result"]
+    assert results == [{"text/plain": "42"}]
+    errors = [o["content"] for o in bad["outputs"] if o["type"] == "error"]
+    assert [(e["ename"], e["evalue"]) for e in errors] == [
+        ("ZeroDivisionError", "division by zero")
+    ]
+    assert bad["reply"]["status"] in ("error", "rejected"), bad
 
 
 def open_page(context: Any, url: str) -> Any:
@@ -105,6 +162,37 @@ def chromium_path() -> str:
     if not Path(path).is_file():
         pytest.fail(f"Chromium not found at {path}: apt-get install chromium (see .ci/run)")
     return path
+
+
+def page_dir(base: Path) -> Path:
+    """``base/pages`` for a page server: :data:`TEST_PAGE` and the services bundle."""
+    pages = base / "pages"
+    pages.mkdir()
+    (pages / "index.html").write_text(TEST_PAGE)
+    shutil.copy(services_bundle(), pages / "services.js")
+    return pages
+
+
+class BlockedTunnelSocket:
+    """A network that refuses the tunnel's WebSocket while :attr:`on`, then lets it through.
+
+    Only the tunnel socket is blocked: not diagnose, not the proxied kernel sockets.
+    """
+
+    def __init__(self) -> None:
+        self.on = True
+        self.refused = 0
+
+    def route(self, page: Any) -> None:
+        """Put this network between ``page`` and the server."""
+        page.route_web_socket(re.compile(r"/http_over_websocket\?"), self)
+
+    def __call__(self, ws: Any) -> None:
+        if self.on:
+            self.refused += 1
+            ws.close(code=1011, reason="blocked by the test's network")
+        else:
+            ws.connect_to_server()
 
 
 def services_bundle() -> Path:
@@ -187,3 +275,32 @@ def jupyter_server(
         yield process
     finally:
         stop_process(process)
+
+
+# ------------------------------------------------------------------------------ fixtures
+# A browser test module re-exports these (``from support.browser import context as
+# context``) so that pytest finds them there; module-scoped ones are per module.
+
+
+@pytest.fixture
+def jp_asyncio_loop() -> None:
+    """Replace pytest-jupyter's autouse loop: Playwright's sync API runs its own."""
+
+
+@pytest.fixture
+def jp_server_cleanup() -> None:
+    """Replace pytest-jupyter's autouse cleanup: no in-process server here, and no loop."""
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """One Chromium for the module; each test gets its own context (cookies, storage)."""
+    with launch_browser() as b:
+        yield b
+
+
+@pytest.fixture
+def context(browser: Any) -> Iterator[Any]:
+    """A fresh browser context per test: no cookies, no cache."""
+    with new_context(browser) as ctx:
+        yield ctx
