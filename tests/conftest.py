@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from support import provision
 
 from jupyter_http_over_ws import upstream as upstream_module
 
@@ -30,3 +31,16 @@ def upstream_urls(monkeypatch):
 
     monkeypatch.setattr(upstream_module, "connect_upstream", spy)
     return urls
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark browser and nginx tests by their module's name (before ``-m`` selects)."""
+    for item in items:
+        for marker in provision.marker_by_file_name(item.path.name):
+            item.add_marker(marker)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Get what the selected tests need (chromium, nginx, the e2e bundle) before they run."""
+    provision.provision(session)

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from jupyter_http_over_ws.demo import server_command, stop_process, wait_until_up
+from support import provision
 
 REPO = Path(__file__).resolve().parents[2]
 E2E = REPO / "e2e"
@@ -158,9 +159,9 @@ def new_context(browser: Any) -> Iterator[Any]:
 
 def chromium_path() -> str:
     """Debian's Chromium (CHROMIUM_BIN overrides); a clear failure when it is missing."""
-    path = os.environ.get("CHROMIUM_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).is_file():
-        pytest.fail(f"Chromium not found at {path}: apt-get install chromium (see .ci/run)")
+    path = provision.locate(provision.CHROMIUM)
+    if path is None:
+        pytest.fail("Chromium not found: apt-get install chromium, or set CHROMIUM_BIN")
     return path
 
 

@@ -166,23 +166,37 @@ class KernelSocket:
         }
         return await self.send(self.msg("execute_request", content))
 
-    async def wait_ready(self, attempts: int = 120) -> None:
+    async def wait_ready(self, timeout: float = 60.0) -> None:
         """Wait until the kernel answers on shell and its iopub messages reach us.
 
         After a restart, iopub may drop the first messages while it reconnects, so
-        this asks for ``kernel_info`` until a status message answering it arrives,
-        as jupyter_server itself does when a socket connects.
+        this asks for ``kernel_info`` until a status message answering one of its
+        requests arrives, as jupyter_server itself does when a socket connects. Any
+        of the requests counts, however late its answer: under load a round trip
+        can take longer than the pause between two requests, and waiting only for
+        the newest one would turn every answer away. The pause doubles (0.5 s up to
+        4 s) so that the requests do not themselves become the load.
         """
-        for _ in range(attempts):
-            msg_id = await self.send(self.msg("kernel_info_request", {}))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        asked: set[str] = set()
+        pause = 0.5
+
+        def answers_one(m: Received) -> bool:
+            return m.channel == "iopub" and m.msg.get("parent_header", {}).get("msg_id") in asked
+
+        while (remaining := deadline - loop.time()) > 0:
+            asked.add(await self.send(self.msg("kernel_info_request", {})))
             try:
-                await self.wait_for(
-                    lambda m, msg_id=msg_id: m.channel == "iopub" and m.replies_to(msg_id), 0.5
-                )
+                await self.wait_for(answers_one, min(pause, remaining))
             except asyncio.TimeoutError:
+                pause = min(2 * pause, 4.0)
                 continue
             return
-        raise asyncio.TimeoutError("the kernel's iopub messages never arrived")
+        raise asyncio.TimeoutError(
+            f"the kernel's iopub messages never arrived ({len(asked)} kernel_info "
+            f"requests in {timeout:g} s)"
+        )
 
     async def recv(self, timeout: float | None = None) -> Received:
         """The next message; fails if the socket closes or nothing comes in time."""

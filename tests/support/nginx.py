@@ -11,17 +11,14 @@ test, and can be switched between the two configurations with a reload (SIGHUP).
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
+from support import provision
 from support.ports import free_port
-
-#: Where Debian's nginx-light / nginx packages put the binary.
-NGINX_CANDIDATES = ("/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/local/nginx/sbin/nginx")
 
 _UPGRADE_HEADERS = """
             proxy_http_version 1.1;
@@ -32,16 +29,12 @@ _UPGRADE_HEADERS = """
 
 def nginx_binary() -> str:
     """The nginx binary: ``$NGINX_BIN``, then ``PATH``, then Debian's location."""
-    found = os.environ.get("NGINX_BIN") or shutil.which("nginx")
-    if found:
-        return found
-    for candidate in NGINX_CANDIDATES:
-        if os.path.exists(candidate):
-            return candidate
-    raise RuntimeError(
-        "nginx is not installed: `apt-get install nginx-light` (or set NGINX_BIN); "
-        ".ci/run installs it"
-    )
+    found = provision.locate(provision.NGINX_TOOL)
+    if found is None:
+        raise RuntimeError(
+            "nginx is not installed: `apt-get install nginx-light` (or set NGINX_BIN)"
+        )
+    return found
 
 
 def render_config(
