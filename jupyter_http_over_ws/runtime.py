@@ -29,9 +29,10 @@ from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
 
-from .dispatch import InProcessDispatcher, SendFrame
+from .dispatch import InProcessDispatcher
 from .entrance import PrivateEntrance
 from .polling import PollingSession, PollingTable
+from .replies import SendFrame
 from .session import SessionLimits, TunnelSession
 from .upgrade import UpgradeContext
 from .upstream import DialSettings, UpstreamDialer

@@ -13,12 +13,12 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tornado.iostream import StreamClosedError
 
-from .dispatch import InProcessDispatcher, ReplyStream, SendFrame
-from .wire.framing import parse_binary_message
+from .replies import ReplyStream, SendFrame
+from .wire.framing import Framing
 from .wire.protocol import (
     UNCAUGHT_ERROR,
     Cancel,
@@ -26,7 +26,6 @@ from .wire.protocol import (
     PathPolicy,
     ProtocolError,
     encode_error,
-    parse_message,
 )
 
 #: The reason phrase of the final frame of requests cut short by a server shutdown.
@@ -49,12 +48,27 @@ class SessionLimits:
     path_policy: PathPolicy = field(default_factory=PathPolicy)
 
 
+class RequestDispatcher(Protocol):
+    """What a session needs from the part that executes its requests.
+
+    :class:`~.dispatch.InProcessDispatcher` is the implementation; unit tests use fakes.
+    """
+
+    #: How the tunnel's frames are laid out: parses client frames, encodes replies.
+    framing: Framing
+    #: The most body bytes one reply frame carries.
+    chunk_size: int
+
+    async def dispatch(self, request: HttpRequest, reply: ReplyStream) -> None:
+        """Execute ``request``, writing its response to ``reply``; return after its end."""
+
+
 class TunnelSession:
     """The requests of one tunnel client and the rules they run under."""
 
     def __init__(
         self,
-        dispatcher: InProcessDispatcher,
+        dispatcher: RequestDispatcher,
         send: SendFrame,
         *,
         limits: SessionLimits,
@@ -87,10 +101,7 @@ class TunnelSession:
             return
         self._last_activity = time.monotonic()
         try:
-            if isinstance(message, bytes) and self._dispatcher.framing.binary:
-                request = parse_binary_message(message)
-            else:
-                request = parse_message(message)
+            request = self._dispatcher.framing.parse_message(message)
             if isinstance(request, Cancel):
                 self._cancel(request.message_id)
                 return
@@ -99,11 +110,16 @@ class TunnelSession:
             self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
             self._spawn(self._send_quietly(encode_error(error)))
             return
-        reply = self._dispatcher.reply_stream(request, self._send)
+        reply = self._reply_stream(request)
         task = asyncio.create_task(self._run(request, reply))
         self._in_flight[task] = reply
         self._by_id[request.message_id] = task
         task.add_done_callback(self._forget)
+
+    def _reply_stream(self, request: HttpRequest) -> ReplyStream:
+        """A new reply stream for ``request``, with this tunnel's framing and chunk size."""
+        chunk_size, framing = self._dispatcher.chunk_size, self._dispatcher.framing
+        return ReplyStream(request.message_id, self._send, chunk_size, framing)
 
     def _check_limits(self, request: HttpRequest) -> None:
         limits = self._limits
@@ -128,7 +144,7 @@ class TunnelSession:
             return  # already complete: its final frame is on its way
         reply = self._in_flight[task]
         task.cancel()
-        self._spawn(self._finish_reply(reply, CANCELLED_STATUS, CANCELLED_TEXT))
+        self._spawn(self._end_reply(reply, CANCELLED_STATUS, CANCELLED_TEXT))
 
     async def _run(self, request: HttpRequest, reply: ReplyStream) -> None:
         try:
@@ -143,18 +159,14 @@ class TunnelSession:
             self._log.exception(
                 "http_over_websocket: %s request failed inside the tunnel", request.method
             )
-            await self._finish_reply(reply, 500, UNCAUGHT_ERROR)
+            await self._end_reply(reply, 500, UNCAUGHT_ERROR)
 
-    async def _finish_reply(self, reply: ReplyStream, status: int, text: str) -> None:
-        """Send the final frame of a request that could not complete normally."""
-        if reply.done_sent:
-            return
-        reply.abandon()
-        if reply.head_sent:
-            # The status is already on the wire; all that is left to say is "no more data".
-            await self._send_quietly(reply.final_frame(), reply.binary)
-        else:
-            await self._send_quietly(encode_error(ProtocolError(status, text, reply.message_id)))
+    async def _end_reply(self, reply: ReplyStream, status: int, text: str) -> None:
+        """End a request that could not complete normally; the reply picks its final frame."""
+        try:
+            await reply.end_early(status, text)
+        except Exception:  # the socket closed under us: nobody left to tell
+            self._log.debug("http_over_websocket: reply dropped, the socket is closed")
 
     async def _send_quietly(self, frame: bytes, binary: bool = False) -> None:
         try:
@@ -188,5 +200,5 @@ class TunnelSession:
         for task, _ in replies:
             task.cancel()
         for _, reply in replies:
-            await self._finish_reply(reply, 503, SHUTDOWN_TEXT)
+            await self._end_reply(reply, 503, SHUTDOWN_TEXT)
         await asyncio.gather(*(task for task, _ in replies), return_exceptions=True)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
-from ..dispatch import SendFrame
+from ..replies import SendFrame
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from ..wire.names import CloseCode
 from ..wire.polling import (

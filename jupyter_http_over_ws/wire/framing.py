@@ -39,6 +39,7 @@ from .protocol import (
     message_from_object,
     parse_reply,
 )
+from .protocol import parse_message as parse_json_message
 
 __all__ = [
     "BINARY",
@@ -65,11 +66,22 @@ EncodeReply = Callable[..., bytes]
 
 @dataclass(frozen=True)
 class Framing:
-    """One way of laying out reply frames: its name, frame type and encoder."""
+    """One way of laying out frames: its name, its reply frame type and encoder, its parser."""
 
     name: str
     binary: bool
     encode_reply: EncodeReply
+
+    def parse_message(self, message: str | bytes) -> HttpRequest | Cancel:
+        """Validate one client frame (a request or a cancel) on a tunnel with this framing.
+
+        A binary frame on a binary-framed tunnel is read with the binary layout; every
+        other frame (text frames, and binary frames on a JSON tunnel) is legacy JSON.
+        Raises :class:`~.protocol.ProtocolError` with the status to answer.
+        """
+        if isinstance(message, bytes) and self.binary:
+            return parse_binary_message(message)
+        return parse_json_message(message)
 
 
 JSON: Final = Framing("json", False, encode_reply)

@@ -1,105 +1,18 @@
-"""The opt-in binary framing: pure layout tests, then through a real server."""
+"""The opt-in binary framing through a real server (its layout is tested in tests/unit)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import os
-import struct
 
 import pytest
 
 from jupyter_http_over_ws.client import TunnelClient
 from jupyter_http_over_ws.client._connect import Endpoint
-from jupyter_http_over_ws.wire.framing import (
-    BINARY,
-    FRAMING_HEADER,
-    JSON,
-    binary_hello,
-    encode_binary_reply,
-    encode_binary_request,
-    parse_binary_message,
-    parse_binary_reply,
-    parse_hello,
-    select_framing,
-)
-from jupyter_http_over_ws.wire.protocol import Cancel, ProtocolError, parse_message
+from jupyter_http_over_ws.wire.framing import FRAMING_HEADER, parse_binary_reply, parse_hello
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def test_binary_request_roundtrip():
-    body = bytes(range(256))
-    frame = encode_binary_request("m", "put", "/api/x", body=body, headers={"X-A": "1"})
-    (length,) = struct.unpack(">I", frame[:4])
-    assert json.loads(frame[4 : 4 + length]) == {
-        "message_id": "m",
-        "method": "put",
-        "path": "/api/x",
-        "headers": {"X-A": "1"},
-    }
-    assert frame[4 + length :] == body
-    request = parse_binary_message(frame)
-    assert (request.method, request.path, request.body, request.headers) == (
-        "PUT",
-        "/api/x",
-        body,
-        (("X-A", "1"),),
-    )
-
-
-def test_binary_reply_roundtrip():
-    frame = encode_binary_reply(
-        3, status=200, status_text="OK", headers={"A": "b"}, data=b"\x00" * 10, done=False
-    )
-    reply = parse_binary_reply(frame)
-    assert (reply.message_id, reply.status, reply.headers, reply.data, reply.done) == (
-        3,
-        200,
-        {"A": "b"},
-        b"\x00" * 10,
-        False,
-    )
-    last = parse_binary_reply(encode_binary_reply(3, done=True))
-    assert (last.data, last.done, last.status) == (None, True, None)
-
-
-@pytest.mark.parametrize(
-    "frame",
-    [
-        b"",
-        b"\x00\x00",
-        b"\x00\x00\x00\x10{}",
-        b"\xff\xff\xff\xff",
-        b"\x00\x00\x00\x02no",
-        struct.pack(">I", 2) + b"[]",
-    ],
-)
-def test_malformed_binary_frames_are_400(frame):
-    with pytest.raises(ProtocolError) as e:
-        parse_binary_message(frame)
-    assert e.value.status == 400
-
-
-def test_binary_frame_paths_are_checked_too():
-    with pytest.raises(ProtocolError) as e:
-        parse_binary_message(encode_binary_request("m", "GET", "//evil.example/"))
-    assert (e.value.status, e.value.message_id) == (400, "m")
-
-
-def test_cancel_message():
-    assert parse_message('{"message_id": 4, "cancel": true}') == Cancel(4)
-    with pytest.raises(ProtocolError):
-        parse_message('{"message_id": null, "cancel": true}')
-
-
-def test_hello_and_selection():
-    assert parse_hello(binary_hello("1.0")) == "binary"
-    assert parse_hello('{"message_id": 1, "done": true}') is None
-    assert parse_hello("junk") is None
-    assert select_framing("binary") is BINARY
-    assert select_framing(None) is JSON
-    assert select_framing("bogus") is JSON
 
 
 async def test_binary_framing_through_the_server(hows_server_url, hows_token, jp_root_dir):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
-import sys
 
 import pytest
 from hypothesis import given
@@ -28,17 +26,6 @@ from jupyter_http_over_ws.wire.polling import (
     parse_send,
 )
 from jupyter_http_over_ws.wire.protocol import ProtocolError
-
-
-def test_wire_module_does_no_io():
-    code = (
-        "import sys, jupyter_http_over_ws.wire.polling\n"
-        "bad = {'tornado', 'asyncio', 'jupyter_server'} & {m.split('.')[0] for m in sys.modules}\n"
-        "print(sorted(bad))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
-
 
 ENVELOPES = [
     TextEnvelope(0, '{"message_id": 1}'),
