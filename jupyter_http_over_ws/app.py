@@ -105,9 +105,11 @@ class HttpOverWebSocketApp(ExtensionApp):
         64,
         config=True,
         help=(
-            "The most tunnel sockets (http_over_websocket and proxied_ws together) one "
-            "user may have open at once. The socket over the limit is closed right after "
-            "it opens with code 4429 and a reason naming this option. 0 means no limit."
+            "The most tunnel sockets one user may have open at once: http_over_websocket "
+            "and proxied_ws sockets, polling sessions and their proxied channels together. "
+            "The socket over the limit is closed right after it opens with code 4429 and a "
+            "reason naming this option (a polling session is refused with 429). 0 means "
+            "no limit."
         ),
     )
 
@@ -128,8 +130,9 @@ class HttpOverWebSocketApp(ExtensionApp):
         config=True,
         help=(
             "Seconds to wait for this server to accept the upstream half of a proxied "
-            "WebSocket (proxied_ws) before answering the client's upgrade with 504 (502 "
-            "when it cannot be reached at all)."
+            "WebSocket (proxied_ws, or a polling session's channel) before answering the "
+            "client's upgrade with 504 (502 when it cannot be reached at all); a polled "
+            "channel closes with 4504 (4502)."
         ),
     )
 
@@ -257,7 +260,7 @@ class HttpOverWebSocketApp(ExtensionApp):
         )
 
     def initialize_handlers(self) -> None:
-        """Register the three endpoints under the server's ``base_url``."""
+        """Register the endpoints under the server's ``base_url`` (polling only if allowed)."""
         options = {"extension": self}
         static = {"path": str(static_root())}
         self.handlers.extend(

@@ -32,9 +32,9 @@ IDENTITY_HEADERS = (
 class UpgradeContext:
     """What every request on one tunnel inherits from the tunnel's upgrade request.
 
-    ``headers`` are the upgrade's identity headers (``Host``, ``Origin``,
-    ``Cookie``, ``Authorization``, ``Referer``, ``User-Agent``); ``xsrf_token``
-    is the value of its ``_xsrf`` cookie, if any.
+    ``headers`` are the upgrade's identity headers (``Host``, ``Origin``, ``Cookie``,
+    ``Authorization``, ``Referer``, ``User-Agent``, ``Sec-Fetch-Site``); ``xsrf_token`` is
+    the value of its ``_xsrf`` cookie, if any.
     """
 
     base_url: str
