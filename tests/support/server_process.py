@@ -44,6 +44,29 @@ def _dump(signum, frame):  # what a server that does not stop is waiting for
 signal.signal(signal.SIGTTIN, _dump)
 """
 
+# Upstream behaviour, not the tunnel's (reproduced with a plain jupyter_server and plain
+# HTTP PUTs, no extension): on SIGTERM, ServerApp stops its loop without waiting for the
+# handlers still running, e.g. a file save awaiting anyio.to_thread.run_sync. anyio's
+# worker threads are not daemons and are stopped only when the task that started them
+# ends (agronholm/anyio#321, jupyterlab/jupyterlab#10442); that task never ends once the
+# loop has stopped, so the interpreter waits for them forever at exit. At interpreter
+# exit, before it joins its threads (where concurrent.futures stops its own workers),
+# this queues anyio's stop command behind any job a worker is still running: a save in
+# progress completes, then the worker ends and the server exits.
+STOP_ANYIO_WORKERS_AT_EXIT = """
+import sys, threading
+
+def _stop_anyio_workers():
+    backend = sys.modules.get("anyio._backends._asyncio")
+    if backend is None:
+        return
+    for thread in threading.enumerate():
+        if isinstance(thread, backend.WorkerThread):
+            thread.queue.put(None)  # what WorkerThread.stop queues
+
+threading._register_atexit(_stop_anyio_workers)
+"""
+
 
 class ServerProcess:
     """``python -m jupyter_server`` on a free loopback port, with a private config."""
@@ -86,7 +109,9 @@ class ServerProcess:
         (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
         # Config files run inside the server: SIGUSR2 makes it collect garbage and hand
         # freed heap pages back to the system, so RSS shows what it still holds.
-        (config_dir / "jupyter_server_config.py").write_text(TRIM_ON_SIGUSR2)
+        (config_dir / "jupyter_server_config.py").write_text(
+            TRIM_ON_SIGUSR2 + STOP_ANYIO_WORKERS_AT_EXIT
+        )
         env = dict(
             os.environ,
             JUPYTER_CONFIG_DIR=str(config_dir),
@@ -155,6 +180,16 @@ class ServerProcess:
         """Signal the server and wait for it to exit; returns its exit code."""
         assert self.proc is not None
         self.proc.send_signal(sig)
+        return await self.wait_exit(timeout)
+
+    async def wait_exit(self, timeout: float = 30.0) -> int:
+        """Wait for a server already told to stop to exit; returns its exit code.
+
+        Signal a stopping server only once: jupyter_server's SIGTERM handler runs only
+        while the interpreter still runs Python handlers. Late in its exit the default
+        action is back, and a second SIGTERM kills it (exit code -15).
+        """
+        assert self.proc is not None
         deadline = time.monotonic() + timeout
         while self.proc.poll() is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
