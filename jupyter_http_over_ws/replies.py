@@ -99,26 +99,34 @@ class ReplyStream:
                 _fail(future, error)
         self._wakeup.set()
 
-    async def end_early(self, status: int, text: str) -> None:
-        """End a reply cut short (cancel, shutdown, failure) with its one final frame.
+    def claim_end(self, status: int, text: str) -> tuple[bytes, bool] | None:
+        """Take over the final frame of a reply cut short (cancel, shutdown, failure).
 
-        If the final frame has already gone out, nothing is sent. Otherwise the stream
-        stops (pending and later writes fail with ``StreamClosedError``) and sends
-        either a bare ``done: true`` frame, if the status line is already on the wire,
-        or an error frame with ``status`` and ``text`` (a JSON text frame, whatever the
-        framing). Errors of ``send`` propagate: the caller decides what a closed
-        socket means.
+        Returns the frame to send and whether it is binary, or ``None`` if the final
+        frame has already gone out or been claimed: the first claim wins, at once, so
+        a cancel followed by a shutdown ends the reply with the cancel's status
+        whichever send runs first. The stream stops (pending and later writes fail
+        with ``StreamClosedError``). The frame is a bare ``done: true`` frame if the
+        status line is already on the wire, else an error frame with ``status`` and
+        ``text`` (a JSON text frame, whatever the framing).
         """
         if self._done_sent:
-            return
+            return None
         self._done_sent = True
         self.close(StreamClosedError())
         if self._head_sent:
             # The status is already on the wire; all that is left to say is "no more data".
-            frame = self._framing.encode_reply(self.message_id, done=True)
-            await self._send(frame, self._framing.binary)
-        else:
-            await self._send(encode_error(ProtocolError(status, text, self.message_id)), False)
+            return self._framing.encode_reply(self.message_id, done=True), self._framing.binary
+        return encode_error(ProtocolError(status, text, self.message_id)), False
+
+    async def end_early(self, status: int, text: str) -> None:
+        """Claim the final frame (:meth:`claim_end`) and send it, if it was still to send.
+
+        Errors of ``send`` propagate: the caller decides what a closed socket means.
+        """
+        ending = self.claim_end(status, text)
+        if ending is not None:
+            await self._send(*ending)
 
     async def run(self) -> None:
         """Send frames until the final one has gone out."""

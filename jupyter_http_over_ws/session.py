@@ -144,7 +144,10 @@ class TunnelSession:
             return  # already complete: its final frame is on its way
         reply = self._in_flight[task]
         task.cancel()
-        self._spawn(self._end_reply(reply, CANCELLED_STATUS, CANCELLED_TEXT))
+        # Claimed now, sent in the background: a shutdown right after cannot replace it.
+        ending = reply.claim_end(CANCELLED_STATUS, CANCELLED_TEXT)
+        if ending is not None:
+            self._spawn(self._send_quietly(*ending))
 
     async def _run(self, request: HttpRequest, reply: ReplyStream) -> None:
         try:
