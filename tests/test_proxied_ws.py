@@ -101,14 +101,26 @@ def open_socket(hows_tunnel):
 
 @pytest.fixture
 def kernel_socket(open_socket):
-    """Opens a proxied kernel channels socket speaking a given protocol."""
+    """Opens a proxied kernel channels socket speaking a given protocol, ready for requests.
 
-    async def _open(kernel_id: str, protocol: str | None, session_id: str | None = None):
+    A fresh kernel may still be busy when the socket opens, and jupyter_server does not
+    "nudge" a busy kernel (services/kernels/connection/channels.py), so its iopub
+    subscription may not be established yet: a request sent at once can lose its iopub
+    messages, directly as through the tunnel, and more often on a loaded machine.
+    ``wait_ready`` asks for kernel_info until iopub answers, as a frontend does.
+    """
+
+    async def _open(
+        kernel_id: str, protocol: str | None, session_id: str | None = None, ready: bool = True
+    ):
         session_id = session_id or uuid.uuid4().hex
         connection = await open_socket(
             channels_path(kernel_id, session_id), [protocol] if protocol else None
         )
-        return KernelSocket(connection, session_id, protocol)
+        socket = KernelSocket(connection, session_id, protocol)
+        if ready:
+            await socket.wait_ready()
+        return socket
 
     return _open
 
