@@ -125,8 +125,6 @@ def kernel_socket(open_socket):
     return _open
 
 
-
-
 @pytest.fixture
 def echo_path(jp_serverapp, jp_base_url):
     """Register :class:`EchoSocket` at ``{base_url}hows-test/echo[/...]``; returns its path."""

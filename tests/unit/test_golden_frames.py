@@ -124,9 +124,7 @@ def test_json_request_is_decoded_exactly(case: dict[str, Any]) -> None:
 @cases("cancels")
 def test_cancel_is_encoded_and_decoded_exactly(case: dict[str, Any]) -> None:
     # As the Python client writes it (client/_tunnel.py).
-    assert protocol.encode_cancel(case["message_id"]) == (
-        case["text"].encode()
-    )
+    assert protocol.encode_cancel(case["message_id"]) == (case["text"].encode())
     assert protocol.parse_message(case["text"]) == protocol.Cancel(case["message_id"])
 
 

@@ -219,8 +219,16 @@ def test_root_runs_one_apt_get_update_then_one_install_then_npm():
     assert commands == [
         ["apt-get", "update", "-qq"],
         [
-            "apt-get", "install", "-y", "-qq", "--no-install-recommends",
-            "chromium", "fonts-dejavu-core", "nodejs", "npm", "nginx-light",
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "--no-install-recommends",
+            "chromium",
+            "fonts-dejavu-core",
+            "nodejs",
+            "npm",
+            "nginx-light",
         ],
         *[list(step) for step in NPM_BOTH],
     ]

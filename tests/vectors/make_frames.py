@@ -407,10 +407,7 @@ def build() -> dict[str, Any]:
             entry["js_text"] = js_text
         json_requests.append(entry)
 
-    cancels = [
-        {**c, "text": protocol.encode_cancel(c["message_id"]).decode()}
-        for c in CANCELS
-    ]
+    cancels = [{**c, "text": protocol.encode_cancel(c["message_id"]).decode()} for c in CANCELS]
 
     json_replies = []
     for case in JSON_REPLIES:
