@@ -16,6 +16,12 @@ from .base import TunnelSocketMixin
 #: The longest text echoed back as ``message_id``.
 MAX_DIAGNOSE_MESSAGE = 1024
 
+#: The largest frame ``diagnose`` reads, in bytes; a larger one closes the socket with
+#: 1009 (Tornado's ``max_message_size`` check). Probes and answers are tiny, and before
+#: authentication nobody should make the server buffer more (the tunnel's own limit,
+#: ``HttpOverWebSocketApp.max_message_size``, is 128 MiB by default).
+MAX_DIAGNOSE_FRAME = 16 * 1024
+
 
 class DiagnoseHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
     """Answers each text frame with the extension's version and what the upgrade carried.
@@ -29,6 +35,11 @@ class DiagnoseHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyt
     async def get(self, *args: Any, **kwargs: Any) -> None:
         """Upgrade without authentication (the origin check still applies)."""
         await super().get(*args, **kwargs)
+
+    @property
+    def max_message_size(self) -> int:
+        """The largest frame accepted before authentication: :data:`MAX_DIAGNOSE_FRAME`."""
+        return MAX_DIAGNOSE_FRAME
 
     def on_message(self, message: str | bytes) -> None:
         """Answer one probe."""
