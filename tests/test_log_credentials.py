@@ -208,3 +208,26 @@ async def test_every_other_endpoint_with_a_token_in_the_query_logs_none(
     assert [line for line in server_logs if "no-such-session" in line], server_logs
     leaked = [line for line in server_logs if hows_token in line]
     assert not leaked, "the token was logged:\n" + "\n".join(leaked)
+
+
+async def test_the_query_token_authenticates_upstream_as_it_did_the_upgrade(
+    hows_tunnel, hows_server_url, hows_token, upstream_urls
+):
+    """jupyter_server reads ``?token=`` before the header: the relay must carry the same one.
+
+    The upstream URL no longer carries the query's token, so the header it does carry
+    must be the query's, not a stale one the client also sent.
+    """
+    kernel_id = await start_kernel(hows_tunnel)
+    session = uuid.uuid4().hex
+    stale_header = Endpoint(hows_server_url, token="stale-token")
+    connection = await asyncio.wait_for(
+        stale_header.open(
+            f"http_over_websocket/proxied_ws/api/kernels/{kernel_id}/channels?session_id={session}",
+            query={"token": hows_token},
+        ),
+        OPEN_TIMEOUT,
+    )
+    await kernel_answers(connection, session)
+    assert len(upstream_urls) == 1
+    assert hows_token not in upstream_urls[0]
