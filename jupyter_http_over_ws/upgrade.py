@@ -9,6 +9,7 @@ them once from a Tornado request as an :class:`UpgradeContext`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from tornado.httputil import HTTPServerRequest
@@ -28,6 +29,10 @@ IDENTITY_HEADERS = (
 )
 
 
+#: What Tornado's ``get_argument`` blanks in an argument (``RequestHandler``'s own pattern).
+_CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0e-\x1f]")
+
+
 @dataclass(frozen=True)
 class UpgradeContext:
     """What every request on one tunnel inherits from the tunnel's upgrade request.
@@ -44,16 +49,29 @@ class UpgradeContext:
     xsrf_token: str | None = None
 
 
+def query_token(request: HTTPServerRequest) -> str:
+    """The ``token`` query argument as jupyter_server reads it (``get_argument``), or ``""``.
+
+    The last value, control characters blanked and whitespace stripped, as Tornado does.
+    """
+    values = request.query_arguments.get("token")
+    if not values:
+        return ""
+    return _CONTROL_CHARACTERS.sub(" ", values[-1].decode("utf-8", "replace")).strip()
+
+
 def capture_upgrade(request: HTTPServerRequest, base_url: str) -> UpgradeContext:
     """The identity every tunnelled request or socket opened by ``request`` inherits."""
     headers = [
         (name, request.headers[name]) for name in IDENTITY_HEADERS if name in request.headers
     ]
-    token = request.query_arguments.get("token")
-    if token and "Authorization" not in request.headers:
-        # Credentials given as ?token= on the upgrade URL travel as a header inside,
-        # so they never appear in a tunnelled request's URL (or its log line).
-        headers.append(("Authorization", "token " + token[-1].decode("utf-8", "replace")))
+    token = query_token(request)
+    if token:
+        # jupyter_server authenticated the upgrade with ?token= (it reads the query
+        # before the header): everything inside carries that token, as a header, so it
+        # never appears in a tunnelled request's or relayed socket's URL (or log line).
+        headers = [(name, value) for name, value in headers if name != "Authorization"]
+        headers.append(("Authorization", "token " + token))
     if "Origin" not in request.headers and "Sec-Websocket-Origin" in request.headers:
         headers.append(("Origin", request.headers["Sec-Websocket-Origin"]))
     xsrf = request.cookies.get("_xsrf")

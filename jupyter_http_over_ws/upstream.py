@@ -11,7 +11,8 @@ of a relay has one home:
   client's own connection (:func:`~.entrance.relay_target`), never anything derived
   from the client's ``Host`` header, so a relay cannot leave this server;
 - **which headers**: the upgrade's identity headers (:mod:`.upgrade`), plus
-  ``X-Real-Ip`` and ``X-Scheme`` through the entrance, which trusts them;
+  ``X-Real-Ip`` and ``X-Scheme`` through the entrance, which trusts them; credentials
+  travel only there, never in the URL's query (where the upstream would log them);
 - **which answer**: every failure becomes one :class:`UpstreamRefusedError` carrying the
   HTTP status the client is told (as that status over ``proxied_ws``, as close code
   4000 + status over polling).
@@ -31,6 +32,7 @@ from tornado.websocket import WebSocketClientConnection, WebSocketError, websock
 
 from .entrance import PrivateEntrance, relay_target
 from .upgrade import UpgradeContext
+from .wire.handshake import without_credentials
 from .wire.protocol import PathPolicy, ProtocolError, normalize_path
 from .wsproxy import upstream_refusal_status
 
@@ -142,7 +144,8 @@ class UpstreamDialer:
         """Open ``path`` (relative to ``base_url``, as the client encoded it) upstream.
 
         ``query``, if any, is appended as it came (``proxied_ws`` takes it from its own
-        request line; a polling client's path carries it). Raises :class:`UpstreamRefusedError`.
+        request line; a polling client's path carries it), less its credential arguments
+        (``token``, ``jupyter_http_over_ws_auth_url``). Raises :class:`UpstreamRefusedError`.
         """
         settings = self._settings
         try:
@@ -152,6 +155,9 @@ class UpstreamDialer:
             raise UpstreamRefusedError(e.status, e.status_text) from None
         if query:
             target += "?" + query
+        # The credentials travel as the upgrade's Authorization header (see .upgrade);
+        # in the URL the upstream handler would write them to the log.
+        target = without_credentials(target)
         if self._no_address is not None:
             raise UpstreamRefusedError(502, self._no_address)
         url = self._origin + self._upgrade.base_url.rstrip("/") + target

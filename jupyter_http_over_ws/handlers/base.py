@@ -1,23 +1,62 @@
-"""What every tunnel WebSocket handler shares: options, credentials, origin."""
+"""What the extension's handlers share: options, credentials, origin, credential-free logs."""
 
 from __future__ import annotations
 
 import inspect
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from tornado.log import app_log
+from tornado.web import HTTPError
+
 from ..upgrade import UpgradeContext, capture_upgrade
-from ..wire.handshake import auth_url_token
+from ..wire.handshake import AUTH_URL_ARG, auth_url_token, without_credentials
 
 if TYPE_CHECKING:
     from ..app import HttpOverWebSocketApp
     from ..runtime import TunnelRegistry
 
-#: The query argument through which Colab-era clients pass a credentials URL.
-AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
+__all__ = ["AUTH_URL_ARG", "CredentialFreeSummary", "TunnelSocketMixin"]
 
 
-class TunnelSocketMixin:
-    """Mixed into the tunnel's WebSocket handlers, before jupyter_server's ``WebSocketMixin``."""
+class CredentialFreeSummary:
+    """Tornado's summary of a request, for its log lines, without credentials in the query.
+
+    Tornado logs it when a handler raises ``HTTPError`` with a message (a refused
+    ``proxied_ws`` upgrade: "404 GET …?token=… (ip): upstream refused the WebSocket"),
+    at WARNING, and for an uncaught exception. Browser clients put ``?token=`` (or
+    ``jupyter_http_over_ws_auth_url``) on their upgrades, so every handler of the
+    extension drops those arguments here and keeps the others.
+    """
+
+    request: Any
+
+    def _request_summary(self) -> str:
+        request = self.request
+        return f"{request.method} {without_credentials(request.uri)} ({request.remote_ip})"
+
+    def log_exception(
+        self,
+        typ: type[BaseException] | None,
+        value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Tornado's log of a failed request, without the request's ``repr`` (its URI).
+
+        An ``HTTPError`` is logged by Tornado, with the summary above; for any other
+        exception Tornado appends ``repr(request)``, query and all.
+        """
+        if isinstance(value, HTTPError):
+            super().log_exception(typ, value, tb)  # type: ignore[misc]
+            return
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=value)
+
+
+class TunnelSocketMixin(CredentialFreeSummary):
+    """Mixed into the tunnel's handlers, before jupyter_server's ``WebSocketMixin``.
+
+    The WebSocket handlers (tunnel, diagnose, proxied_ws) and the polling handlers.
+    """
 
     extension: HttpOverWebSocketApp
     request: Any

@@ -81,10 +81,6 @@ class PollingHandler(TunnelSocketMixin, APIHandler):
             raise self._not_authenticated()
         return str(super().get_login_url())
 
-    def _request_summary(self) -> str:
-        """Tornado's summary for its refusal log line, without the query (``?token=``)."""
-        return f"{self.request.method} {self.request.path} ({self.request.remote_ip})"
-
     @staticmethod
     def _not_authenticated() -> web.HTTPError:
         return web.HTTPError(

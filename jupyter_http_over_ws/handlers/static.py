@@ -16,6 +16,7 @@ from pathlib import Path
 from tornado import web
 
 from ..wire.names import STATIC_PREFIX
+from .base import CredentialFreeSummary
 
 __all__ = ["STATIC_PREFIX", "StaticHandler", "static_root"]
 
@@ -39,7 +40,7 @@ def static_root() -> Path:
     return Path(__file__).resolve().parents[2] / "js" / "src"
 
 
-class StaticHandler(web.StaticFileHandler):
+class StaticHandler(CredentialFreeSummary, web.StaticFileHandler):
     """The browser client's modules, importable from any origin."""
 
     def set_default_headers(self) -> None:

@@ -14,6 +14,7 @@ from jupyter_http_over_ws.wire.handshake import (
     encode_diagnosis,
     is_outdated,
     truncate_close_reason,
+    without_credentials,
 )
 
 
@@ -80,3 +81,26 @@ def test_diagnosis_frame_has_exactly_four_fields():
         "has_authentication_cookie": False,
         "is_outdated_extension": True,
     }
+
+
+@pytest.mark.parametrize(
+    ("uri", "cleaned"),
+    [
+        ("/p", "/p"),
+        ("/p?", "/p"),
+        ("/p?token=abc", "/p"),
+        ("/p?session_id=s&token=abc", "/p?session_id=s"),
+        ("/p?token=abc&session_id=s&token=def", "/p?session_id=s"),
+        ("/p?jupyter_http_over_ws_auth_url=http%3A%2F%2Fh%2F%3Ftoken%3Dabc&x=1", "/p?x=1"),
+        # Names are compared as the server decodes them.
+        ("/p?%74oken=abc&a=1", "/p?a=1"),
+        ("/p?tok%65n=abc", "/p"),
+        ("/p?token&a=1", "/p?a=1"),
+        # Other arguments stay exactly as they came, even ones that merely look alike.
+        ("/p?a=%20b&&c=token%3Dx", "/p?a=%20b&&c=token%3Dx"),
+        ("/p?tokens=1&my_token=2&Token=3", "/p?tokens=1&my_token=2&Token=3"),
+        ("/a%3Ftoken%3Dx", "/a%3Ftoken%3Dx"),
+    ],
+)
+def test_without_credentials(uri, cleaned):
+    assert without_credentials(uri) == cleaned

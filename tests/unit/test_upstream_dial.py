@@ -69,6 +69,27 @@ async def test_dials_the_entrance_with_the_clients_identity(dials):
     }
 
 
+@pytest.mark.parametrize(
+    ("path", "query", "sent"),
+    [
+        # proxied_ws passes its own query; a polling channel's path carries it.
+        ("/api/k/channels", "session_id=s&token=t", "/api/k/channels?session_id=s"),
+        ("/api/k/channels?token=t&session_id=s", "", "/api/k/channels?session_id=s"),
+        (
+            "/api/k/channels",
+            "jupyter_http_over_ws_auth_url=http%3A%2F%2Fh%2F%3Ftoken%3Dt",
+            "/api/k/channels",
+        ),
+    ],
+)
+async def test_credentials_never_travel_in_the_upstream_url(dials, path, query, sent):
+    await dialer().dial(path, [], query=query)
+    (call,) = dials.calls
+    assert call.url == "ws://relay.invalid/base" + sent
+    # They travel as the upgrade's header (upgrade.capture_upgrade puts ?token= there).
+    assert call.headers["Authorization"] == "token t"
+
+
 async def test_without_an_entrance_it_dials_the_clients_own_local_address(dials):
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
