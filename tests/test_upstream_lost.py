@@ -11,6 +11,7 @@ stale kernel socket): the client sees exactly what it sees directly.
 from __future__ import annotations
 
 import asyncio
+import uuid
 
 import pytest
 from support.echo_socket import EchoSocket, register_echo_socket
@@ -121,3 +122,32 @@ async def test_the_upstream_connection_tells_a_close_frame_from_a_lost_connectio
     await end_with(connection, order)
     assert (connection.close_code, connection.close_reason) == (None, None)
     assert connection.close_frame_received is close_frame
+
+
+async def test_a_replaced_kernel_socket_closes_through_the_relay_as_directly(
+    hows_tunnel, open_socket
+):
+    """jupyter_server closes a stale kernel socket (same session id) with a plain close().
+
+    That close frame carries no code: relayed, the client must see no code either (not
+    1014), exactly as directly.
+    """
+    reply = await hows_tunnel.request("POST", "/api/kernels", body='{"name": "python3"}')
+    assert reply.status == 201, reply
+    kernel_id = reply.json()["id"]
+    seen = {}
+    for how in ["directly", "websocket", "polling"]:
+        path = f"/api/kernels/{kernel_id}/channels?session_id={uuid.uuid4().hex}"
+        stale = await open_socket(how, path)
+        fresh = await open_socket("directly", path)  # replaces the stale one
+        while await asyncio.wait_for(stale.read_message(), 10) is not None:
+            pass
+        seen[how] = (stale.close_code, stale.close_reason)
+        fresh.close()
+    # A close frame without a code: no code directly and over proxied_ws; the polling
+    # client reports a `closed` envelope without a code as 1005, as a browser would.
+    assert seen == {
+        "directly": (None, None),
+        "websocket": (None, None),
+        "polling": (CloseCode.NO_STATUS, None),
+    }
