@@ -93,12 +93,20 @@ class _TunnelledConnection(httputil.HTTPConnection):
 
 
 def build_request_headers(request: HttpRequest, upgrade: UpgradeContext) -> httputil.HTTPHeaders:
-    """The headers of a tunnelled request: the client's own, then the tunnel's identity."""
+    """The headers of a tunnelled request: the client's own, then the tunnel's identity.
+
+    The identity includes the ``Referer`` a request of the page that opened the tunnel
+    carries (:meth:`UpgradeContext.page_referer`), as its browser's upgrade has none.
+    """
     headers = httputil.HTTPHeaders()
     for name, value in request.headers:  # already stripped of credentials and framing
         headers.add(name, value)
     for name, value in upgrade.headers:
         headers[name] = value
+    # What the page that opened the tunnel would send directly (its upgrade had none).
+    referer = upgrade.page_referer(headers.get_list("Referer"))
+    if referer is not None:
+        headers["Referer"] = referer
     if (
         upgrade.xsrf_token
         and request.method in XSRF_METHODS

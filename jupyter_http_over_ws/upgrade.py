@@ -10,13 +10,17 @@ them once from a Tornado request as an :class:`UpgradeContext`.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from tornado.httputil import HTTPServerRequest
 
 #: Upgrade-request headers that every tunnelled request and socket inherits: who the
 #: client is (credentials), where it comes from (origin, referer) and which name it
-#: used for this server (host), so the server's own checks see the same facts.
+#: used for this server (host), so the server's own checks see the same facts. A
+#: tunnelled request from a page's upgrade without a ``Referer`` gets the one the
+#: page would send (:meth:`UpgradeContext.page_referer`).
 #: ``Sec-Fetch-Site`` is part of Tornado's cross-origin check (6.6 and later).
 IDENTITY_HEADERS = (
     "Host",
@@ -47,6 +51,52 @@ class UpgradeContext:
     remote_ip: str | None
     protocol: str
     xsrf_token: str | None = None
+
+    def header(self, name: str) -> str | None:
+        """The value of identity header ``name`` (as captured), or ``None``."""
+        for captured, value in self.headers:
+            if captured.lower() == name.lower():
+                return value
+        return None
+
+    def page_referer(self, requested: Sequence[str]) -> str | None:
+        """The ``Referer`` a tunnelled request must carry when the upgrade came from a page.
+
+        ``requested`` are the ``Referer`` values the client put in the request. A browser's
+        WebSocket upgrade carries an ``Origin`` but no ``Referer``, while every request
+        the page makes directly carries one (jupyter_server's ``check_referer`` wants it
+        for a cookie-authenticated ``GET`` of ``/files/``): a URL on the page's origin,
+        the only kind a page can make its browser send, by default the origin and ``/``
+        for a cross-origin request. So: the client's own ``Referer`` if it is one on the
+        upgrade's origin, else that origin and ``/``.
+
+        ``None`` (nothing to change) when the upgrade had a ``Referer`` (it is the
+        identity, and overrides the client's) or no ``Origin`` of a page (``null``, or a
+        script that sent none: it sends any ``Referer`` it likes directly too).
+        """
+        if self.header("Referer") is not None:
+            return None
+        origin = self.header("Origin")
+        if origin is None or page_origin(origin) is None:
+            return None
+        if len(requested) == 1 and page_origin(requested[0]) == page_origin(origin):
+            return requested[0]
+        return origin + "/"
+
+
+def page_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of ``url``, lower-cased, or ``None`` if it has no host.
+
+    A web origin (``Origin: https://a.example``) is its own page origin; ``null`` and
+    anything without a host have none.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
 
 
 def query_token(request: HTTPServerRequest) -> str:

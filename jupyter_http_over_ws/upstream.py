@@ -22,13 +22,19 @@ Tests watch every upstream URL by replacing :func:`connect_upstream` in this mod
 
 from __future__ import annotations
 
+from asyncio import Future
 from collections.abc import Sequence
-from typing import Protocol
+from typing import Final, Protocol
 
 from tornado import httpclient, httputil
 from tornado.iostream import IOStream
 from tornado.netutil import Resolver
-from tornado.websocket import WebSocketClientConnection, WebSocketError, websocket_connect
+from tornado.websocket import (
+    WebSocketClientConnection,
+    WebSocketError,
+    WebSocketProtocol,
+    WebSocketProtocol13,
+)
 
 from .entrance import PrivateEntrance, relay_target
 from .upgrade import UpgradeContext
@@ -67,6 +73,79 @@ class DialSettings(Protocol):
         """Seconds to wait for the upstream socket to open."""
 
 
+#: The opcode of a close frame (RFC 6455 section 5.5.1).
+CLOSE_OPCODE: Final = 0x8
+
+
+class UpstreamConnection(WebSocketClientConnection):
+    """Tornado's client connection, also telling whether the upstream sent a close frame.
+
+    Tornado reports ``close_code`` ``None`` both when the upstream sent a close frame
+    without a code (jupyter_server's plain ``close()`` of a stale kernel socket) and when
+    its connection ended without a close frame (its handler failed, its process went
+    away). A client connected directly sees the first as 1005 and the second as 1006;
+    a relay must pass the first on as it is and report the second
+    (:func:`~.wsproxy.upstream_close`), so it needs :attr:`close_frame_received`.
+    """
+
+    #: Whether a close frame (with or without a code) came from the upstream.
+    close_frame_received = False
+
+    def get_websocket_protocol(self) -> WebSocketProtocol:
+        """Tornado's protocol, noting the upstream's close frame on this connection."""
+        return _CloseFrameNotingProtocol(self, mask_outgoing=True, params=self.params)
+
+
+class _CloseFrameNotingProtocol(WebSocketProtocol13):
+    """:class:`WebSocketProtocol13` that tells its :class:`UpstreamConnection` of a close frame.
+
+    Tornado has no public hook for a received close frame: this overrides its private
+    ``_handle_message(opcode, data)``, which every complete frame passes through.
+    tests/test_upstream_lost.py (a real codeless close frame and a real dropped
+    connection) and tests/unit/test_relay_helpers.py fail if Tornado changes it.
+    """
+
+    def _handle_message(self, opcode: int, data: bytes) -> Future[None] | None:
+        if opcode == CLOSE_OPCODE and not self.client_terminated:
+            handler = self.handler
+            if isinstance(handler, UpstreamConnection):
+                handler.close_frame_received = True
+        return super()._handle_message(opcode, data)
+
+
+def received_close_frame(connection: object) -> bool:
+    """Whether the upstream ``connection`` ended with a close frame (``False`` if unknown).
+
+    Only a connection :func:`connect_upstream` opened can tell; for any other the
+    answer is ``False`` (a close without a code is then reported as a lost upstream).
+    """
+    return isinstance(connection, UpstreamConnection) and connection.close_frame_received
+
+
+def upstream_request(
+    url: str, headers: httputil.HTTPHeaders, *, connect_timeout: float
+) -> httpclient.HTTPRequest:
+    """The upgrade request for the upstream socket, every option given (none left to defaults).
+
+    ``websocket_connect`` fills the options left ``None`` from Tornado's defaults; this
+    request sets each of them itself (tests/unit/test_relay_helpers.py checks that none
+    is left ``None``).
+    """
+    return httpclient.HTTPRequest(
+        url,
+        headers=httputil.HTTPHeaders(headers),
+        connect_timeout=connect_timeout,
+        request_timeout=connect_timeout,
+        # The certificate is the server's own and the address its own socket's.
+        validate_cert=False,
+        follow_redirects=False,
+        max_redirects=0,
+        decompress_response=True,
+        proxy_password="",
+        allow_nonstandard_methods=False,
+    )
+
+
 async def connect_upstream(
     url: str,
     headers: httputil.HTTPHeaders,
@@ -76,22 +155,18 @@ async def connect_upstream(
     connect_timeout: float,
     resolver: Resolver | None = None,
 ) -> WebSocketClientConnection:
-    """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal."""
-    request = httpclient.HTTPRequest(
-        url,
-        headers=headers,
-        connect_timeout=connect_timeout,
-        request_timeout=connect_timeout,
-        # The certificate is the server's own and the address its own socket's.
-        validate_cert=False,
-        follow_redirects=False,
-    )
-    connection = await websocket_connect(
-        request,
+    """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal.
+
+    The connection is an :class:`UpstreamConnection` (what ``websocket_connect`` opens,
+    plus :attr:`~UpstreamConnection.close_frame_received`).
+    """
+    connection = UpstreamConnection(
+        upstream_request(url, headers, connect_timeout=connect_timeout),
         subprotocols=list(subprotocols) if subprotocols else None,
         max_message_size=max_message_size,
         resolver=resolver,
     )
+    await connection.connect_future
     if connection.protocol is not None:  # small kernel messages must not wait for Nagle
         connection.protocol.set_nodelay(True)
     return connection

@@ -5,20 +5,24 @@ open the upstream socket with the one dial in :mod:`.upstream`, and share these
 helpers for what passes through: the path as the client encoded it, the status an
 upstream refusal becomes, the frame type, and the close codes that may be passed
 on. Frames keep their type (text or binary) and the close code and reason pass
-through in both directions.
+through in both directions; an upstream that ends without a close frame is reported
+as :attr:`~.wire.names.CloseCode.UPSTREAM_LOST` (:func:`upstream_close`).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 from urllib.parse import quote
 
 from tornado import httpclient
 from tornado.simple_httpclient import HTTPTimeoutError
 
-from .wire.names import PROXIED_WS_PREFIX, sendable_close_code
+from .wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
 
-__all__ = ["PROXIED_WS_PREFIX", "sendable_close_code"]
+__all__ = ["PROXIED_WS_PREFIX", "UPSTREAM_LOST_REASON", "sendable_close_code", "upstream_close"]
+
+#: The reason sent with :attr:`~.wire.names.CloseCode.UPSTREAM_LOST`.
+UPSTREAM_LOST_REASON: Final = "upstream connection lost without a close frame"
 
 
 def raw_route_argument(request_path: str, route_prefix: str, decoded: str) -> str:
@@ -54,3 +58,20 @@ def upstream_refusal_status(error: httpclient.HTTPClientError) -> int:
 def is_binary(message: Any) -> bool:
     """Whether a relayed message must go out as a binary frame."""
     return isinstance(message, (bytes, bytearray, memoryview))
+
+
+def upstream_close(
+    code: int | None, reason: str | None, *, close_frame_received: bool
+) -> tuple[int | None, str | None]:
+    """The close code and reason a client is told when its upstream socket ended by itself.
+
+    A close frame passes on as it came: its code and reason, or none (a client
+    connected directly sees a close frame without a code as 1005, and so does the
+    relay's client). An upstream that ended without a close frame (its handler failed,
+    its process or connection went away: a direct client sees 1006, which no close
+    frame may carry) is reported as :attr:`~.wire.names.CloseCode.UPSTREAM_LOST` (1014,
+    "bad gateway") with :data:`UPSTREAM_LOST_REASON`.
+    """
+    if code is None and not close_frame_received:
+        return int(CloseCode.UPSTREAM_LOST), UPSTREAM_LOST_REASON
+    return code, reason

@@ -19,6 +19,7 @@ from support.wire import BINARY, TEXT, raw_upgrade
 from tornado.websocket import WebSocketClosedError
 
 from jupyter_http_over_ws.client._connect import Endpoint
+from jupyter_http_over_ws.wire.names import CloseCode
 from jupyter_http_over_ws.wire.protocol import UNCAUGHT_ERROR
 
 pytestmark = pytest.mark.timeout(300)
@@ -417,10 +418,12 @@ def test_fuzzed_frames_to_a_kernel(
                 assert relayed == "answered"
             else:
                 # jupyter_server drops a socket whose frame it cannot parse (no close
-                # frame). The relay closes the client's side properly: without a code, or
-                # 1011 when the client's next frame found the upstream already gone.
+                # frame: directly, the client sees no code). The relay closes the client's
+                # side properly: 1014 (the upstream was lost), or 1011 when the client's
+                # next frame found the upstream already gone.
+                assert expected == ("closed", None), expected
                 assert relayed[0] == "closed"
-                assert relayed[1] in (None, 1011), relayed
+                assert relayed[1] in (CloseCode.UPSTREAM_LOST, CloseCode.INTERNAL_ERROR), relayed
         finally:
             through.connection.close()
             straight.connection.close()

@@ -17,6 +17,8 @@ export const CloseCode = Object.freeze({
   MESSAGE_TOO_BIG: 1009,
   /** The relay failed (its upstream socket went away under it). */
   INTERNAL_ERROR: 1011,
+  /** A relay's upstream socket ended without a close frame: 1014, "bad gateway". */
+  UPSTREAM_LOST: 1014,
   /** The client's `minVersion` is newer than the server, or a request was invalid. */
   BAD_REQUEST: 4400,
   /** The polling session is gone (expired, or closed by the server). */

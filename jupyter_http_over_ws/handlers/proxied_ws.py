@@ -13,9 +13,9 @@ from tornado import httputil, web
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
 
 from ..session import SHUTDOWN_TEXT
-from ..upstream import UpstreamRefusedError
+from ..upstream import UpstreamRefusedError, received_close_frame
 from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
-from ..wsproxy import is_binary, raw_route_argument
+from ..wsproxy import is_binary, raw_route_argument, upstream_close
 from .base import TunnelSocketMixin
 
 
@@ -115,8 +115,15 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
                 await self.write_message(message, binary=is_binary(message))
         except WebSocketClosedError:
             return
-        code = sendable_close_code(upstream.close_code)
-        self.close(code, upstream.close_reason if code is not None else None)
+        # The upstream ended by itself (the client's own close cancels this task first):
+        # its close frame as it came, or 1014 if it ended without one.
+        code, reason = upstream_close(
+            upstream.close_code,
+            upstream.close_reason,
+            close_frame_received=received_close_frame(upstream),
+        )
+        sendable = sendable_close_code(code)
+        self.close(sendable, reason if sendable is not None else None)
 
     async def on_message(self, message: str | bytes) -> None:
         """Relay a client message upstream; Tornado waits for this before reading the next."""

@@ -5,8 +5,9 @@ WebSocket: it opens the same WebSocket on this server with the one dial
 (:meth:`~..upstream.UpstreamDialer.dial`: the path checks, the private entrance,
 the session's identity headers, so the upstream handler authenticates and
 authorizes it as a direct connection) and relays frames both ways, keeping their
-type, and the close code and reason. A refused dial closes the channel with
-4000 + the status ``proxied_ws`` would have answered.
+type, and the close code and reason (1014 when the upstream ends without a close
+frame). A refused dial closes the channel with 4000 + the status ``proxied_ws``
+would have answered.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ..session import SHUTDOWN_TEXT
-from ..upstream import UpstreamRefusedError
+from ..upstream import UpstreamRefusedError, received_close_frame
 from ..wire.names import CloseCode, sendable_close_code, status_close_code
 from ..wire.polling import (
     BinaryEnvelope,
@@ -28,7 +29,7 @@ from ..wire.polling import (
     TextEnvelope,
     encode_envelope,
 )
-from ..wsproxy import is_binary
+from ..wsproxy import is_binary, upstream_close
 
 
 class Upstream(Protocol):
@@ -180,6 +181,13 @@ class PolledChannel:
                     envelope = encode_envelope(BinaryEnvelope(self.number, bytes(message)))
                 await self._session.post(envelope)
             code, reason = upstream.close_code, upstream.close_reason
+            if self._close_requested is None:
+                # The upstream ended by itself: its close frame as it came, or 1014 (as
+                # over proxied_ws) if it ended without one. After the client's own
+                # close, the upstream's answer passes on as it is.
+                code, reason = upstream_close(
+                    code, reason, close_frame_received=received_close_frame(upstream)
+                )
         except asyncio.CancelledError:
             return
         except Exception as error:  # the session's buffer closed, or the upstream failed

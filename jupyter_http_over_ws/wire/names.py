@@ -26,6 +26,9 @@ class CloseCode(IntEnum):
     MESSAGE_TOO_BIG = 1009
     #: The relay failed (its upstream socket went away under it).
     INTERNAL_ERROR = 1011
+    #: A relay's upstream socket ended without a close frame (its handler failed, its
+    #: process went away): 1014, "bad gateway" in the RFC 6455 registry.
+    UPSTREAM_LOST = 1014
     #: The client's ``min_version`` is newer than this server, or a request was invalid.
     BAD_REQUEST = 4400
     #: The polling session is gone (expired, or closed by the server).

@@ -20,8 +20,11 @@ __all__ = ["EchoSocket", "register_echo_socket"]
 class EchoSocket(WebSocketHandler):
     """A test socket on the server: echoes frames with their type, closes on request.
 
-    ``close:<code>:<reason>`` makes it close with that code and reason. Every
-    instance records its path argument, query and the close it saw.
+    ``close:<code>:<reason>`` makes it close with that code and reason; ``close`` with
+    a close frame without a code (as jupyter_server's plain ``close()`` of a stale
+    kernel socket); ``drop`` closes its connection without a close frame, as a failing
+    handler or process would. Every instance records its path argument, query and the
+    close it saw.
     """
 
     instances: list[EchoSocket] = []
@@ -47,6 +50,14 @@ class EchoSocket(WebSocketHandler):
         if isinstance(message, str) and message.startswith("close:"):
             _, code, reason = message.split(":", 2)
             self.close(int(code), reason)
+            return
+        if message == "close":
+            self.close()
+            return
+        if message == "drop":
+            # The TCP (or Unix) stream itself, under the WebSocket: no close frame.
+            assert self.ws_connection is not None
+            self.ws_connection.stream.close()
             return
         await self.write_message(message, binary=isinstance(message, bytes))
 

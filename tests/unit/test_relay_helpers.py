@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
-import pytest
-from tornado.httpclient import HTTPClientError
-from tornado.simple_httpclient import HTTPTimeoutError
+import inspect
 
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.httputil import HTTPHeaders
+from tornado.simple_httpclient import HTTPTimeoutError
+from tornado.websocket import WebSocketProtocol13
+
+from jupyter_http_over_ws.upstream import (
+    _CloseFrameNotingProtocol,
+    received_close_frame,
+    upstream_request,
+)
 from jupyter_http_over_ws.wire.names import CloseCode, sendable_close_code, status_close_code
-from jupyter_http_over_ws.wsproxy import is_binary, raw_route_argument, upstream_refusal_status
+from jupyter_http_over_ws.wsproxy import (
+    UPSTREAM_LOST_REASON,
+    is_binary,
+    raw_route_argument,
+    upstream_close,
+    upstream_refusal_status,
+)
 
 
 @pytest.mark.parametrize("code", [1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1014])
@@ -68,3 +83,35 @@ def test_binary_frames_are_bytes_of_any_kind():
     assert is_binary(bytearray(b"x"))
     assert is_binary(memoryview(b"x"))
     assert not is_binary("x")
+
+
+def test_an_upstream_that_ended_without_a_close_frame_is_1014_with_a_reason():
+    assert upstream_close(None, None, close_frame_received=False) == (
+        1014,
+        UPSTREAM_LOST_REASON,
+    )
+    assert CloseCode.UPSTREAM_LOST == 1014
+    assert sendable_close_code(CloseCode.UPSTREAM_LOST) == 1014
+    assert len(UPSTREAM_LOST_REASON.encode()) <= 123  # fits a close frame
+
+
+@pytest.mark.parametrize(
+    ("code", "reason"), [(None, None), (1000, None), (1000, "done"), (4002, "bye"), (1005, "x")]
+)
+def test_a_close_frame_passes_on_as_it_came(code, reason):
+    assert upstream_close(code, reason, close_frame_received=True) == (code, reason)
+
+
+def test_tornado_still_has_the_hook_the_upstream_connection_overrides():
+    """UpstreamConnection notes close frames in WebSocketProtocol13._handle_message."""
+    hook = WebSocketProtocol13._handle_message
+    assert list(inspect.signature(hook).parameters) == ["self", "opcode", "data"]
+    assert _CloseFrameNotingProtocol._handle_message is not hook
+    assert received_close_frame(object()) is False
+
+
+def test_the_upstream_request_leaves_no_option_to_tornado_defaults():
+    request = upstream_request("ws://127.0.0.1:1/x", HTTPHeaders(), connect_timeout=3.0)
+    left = [name for name in HTTPRequest._DEFAULTS if getattr(request, name) is None]
+    assert left == []
+    assert (request.follow_redirects, request.validate_cert) == (False, False)
