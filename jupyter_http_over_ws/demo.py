@@ -10,9 +10,11 @@ It starts two servers on this machine:
 
 It prints the page's URL with the server and the token in the fragment (``#...``),
 which browsers never send to any server, and waits. The page imports the browser
-client from the Jupyter server, connects with the token (a ``SameSite=Lax`` login
-cookie would not reach a cross-site upgrade), browses files and runs code in a kernel
-through the tunnel. Ctrl-C (or SIGTERM) stops both servers.
+client from the Jupyter server (only from the one the demo started, which the page
+server names in ``/config.json`` and in its Content-Security-Policy: a fragment that
+names another server, or a ``data:`` URL, is refused), connects with the token (a
+``SameSite=Lax`` login cookie would not reach a cross-site upgrade), browses files and
+runs code in a kernel through the tunnel. Ctrl-C (or SIGTERM) stops both servers.
 
 The helpers here (:func:`free_port`, :class:`PageServer`, :func:`server_command`,
 :func:`wait_until_up`) are reused by the browser tests.
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import functools
+import json
 import os
 import secrets
 import signal
@@ -39,11 +42,13 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 __all__ = [
+    "CONFIG_PATH",
     "PAGE_DIR",
     "PageServer",
+    "content_security_policy",
     "free_port",
     "page_url",
     "run",
@@ -54,6 +59,8 @@ __all__ = [
 
 #: The demo page shipped in the package.
 PAGE_DIR = Path(__file__).resolve().parent / "demo_page"
+#: Where the demo page reads the one server it may use (see :class:`PageServer`).
+CONFIG_PATH = "/config.json"
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -82,11 +89,66 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         """Stay quiet: the page's requests are not the demo's news."""
 
 
+class _DemoPageHandler(_QuietHandler):
+    """The demo page, told which server it may use, and held to it by the browser.
+
+    ``GET /config.json`` names the Jupyter server the demo started; the page loads the
+    browser client from it and from nowhere else, whatever its ``#fragment`` says. The
+    ``Content-Security-Policy`` makes the browser enforce the same: scripts only from
+    the page's own origin and that server's (no ``data:``, no inline script).
+    """
+
+    #: Set per server by :class:`PageServer` (a subclass per instance).
+    server_url: str = ""
+
+    def do_GET(self) -> None:
+        """The config, or a file of the page."""
+        if self.path.split("?", 1)[0] == CONFIG_PATH:
+            body = json.dumps({"server": self.server_url}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        super().do_GET()
+
+    def end_headers(self) -> None:
+        self.send_header("Content-Security-Policy", content_security_policy(self.server_url))
+        super().end_headers()
+
+
+def content_security_policy(server_url: str) -> str:
+    """The demo page's policy: scripts from itself and from ``server_url``'s origin only."""
+    parts = urlsplit(server_url)
+    return (
+        f"script-src 'self' {parts.scheme}://{parts.netloc}; "
+        "object-src 'none'; base-uri 'none'; form-action 'none'"
+    )
+
+
 class PageServer:
     """A static HTTP server for one directory, in a thread (``with`` stops it)."""
 
-    def __init__(self, directory: Path | str, host: str = "127.0.0.1", port: int = 0) -> None:
-        handler = functools.partial(_QuietHandler, directory=str(directory))
+    def __init__(
+        self,
+        directory: Path | str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        server_url: str | None = None,
+    ) -> None:
+        """Serve ``directory``; with ``server_url``, as the demo page bound to that server.
+
+        ``server_url`` (an http(s) URL) is the only server the page may load code from:
+        it is served as ``/config.json`` and in every answer's Content-Security-Policy.
+        """
+        base: type[_QuietHandler] = _QuietHandler
+        if server_url is not None:
+            if urlsplit(server_url).scheme not in ("http", "https"):
+                raise ValueError(f"the demo's server must be an http(s) URL, not {server_url!r}")
+            base = type("DemoPageHandler", (_DemoPageHandler,), {"server_url": server_url})
+        handler = functools.partial(base, directory=str(directory))
         self.httpd = ThreadingHTTPServer((host, port), handler)
         self.httpd.daemon_threads = True
         self.port = int(self.httpd.server_address[1])
@@ -224,10 +286,11 @@ def run(args: argparse.Namespace, env: Mapping[str, str] | None = None) -> int:
     token = args.token or secrets.token_urlsafe(24)
     port = args.port or free_port("127.0.0.1")
     root_dir = Path(args.root_dir or os.getcwd()).resolve()
-    page = PageServer(PAGE_DIR, host="127.0.0.1", port=args.page_port or 0)
+    server_url = f"http://127.0.0.1:{port}/"
+    # The page loads code from this server only, whatever its #fragment names.
+    page = PageServer(PAGE_DIR, host="127.0.0.1", port=args.page_port or 0, server_url=server_url)
     # "localhost" and "127.0.0.1" are different sites: the page is truly cross-site.
     page_origin = f"http://localhost:{page.port}"
-    server_url = f"http://127.0.0.1:{port}/"
     command = server_command(
         port=port,
         token=token,

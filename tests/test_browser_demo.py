@@ -16,8 +16,10 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 import pytest
 from support.browser import REPO, BlockedTunnelSocket, jupyter_env, launch_browser
@@ -243,4 +245,114 @@ def test_demo_page_shows_the_move_from_polling_to_the_websocket(demo: Demo) -> N
         page.wait_for_selector("#transport:text-is('websocket')", timeout=45_000)
         assert page.text_content("#version") == __version__
         assert page.get_attribute("#state", "data-state") == "connected"
+        context.close()
+
+
+#: What a hostile server hands out as "the browser client": it marks the page it runs in.
+FOREIGN_CLIENT = b"""
+globalThis.pwned = "foreign code ran";
+export async function connect() { globalThis.pwned = "foreign code connected"; }
+export async function diagnose() { return {}; }
+"""
+
+
+class _ForeignHandler(BaseHTTPRequestHandler):
+    """Serves :data:`FOREIGN_CLIENT` for every path, to anyone, and records each request."""
+
+    requests: list[str]
+
+    def do_GET(self) -> None:
+        self.requests.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/javascript")
+        self.send_header("Access-Control-Allow-Origin", "*")
+        self.send_header("Content-Length", str(len(FOREIGN_CLIENT)))
+        self.end_headers()
+        self.wfile.write(FOREIGN_CLIENT)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def foreign() -> Iterator[tuple[int, list[str]]]:
+    """A server on another port that would hand the page code: its port, its requests."""
+    requests: list[str] = []
+    handler = type("Handler", (_ForeignHandler,), {"requests": requests})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield int(httpd.server_address[1]), requests
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_demo_page_loads_no_code_from_a_hostile_fragment(
+    demo: Demo, foreign: tuple[int, list[str]]
+) -> None:
+    url = demo.wait_for(r"(http://localhost:\d+/#server=\S+&token=\S+)").group(1)
+    page_origin = url.split("#", 1)[0].rstrip("/")
+    server = re.search(r"server=(http://127\.0\.0\.1:\d+/)", url).group(1)  # type: ignore[union-attr]
+    token = re.search(r"token=([^&]+)", url).group(1)  # type: ignore[union-attr]
+    foreign_port, foreign_requests = foreign
+    foreign_url = f"http://127.0.0.1:{foreign_port}/"
+    data_client = "data:text/javascript," + quote(FOREIGN_CLIENT.decode(), safe="")
+    hostile = {
+        # Another server, on the same host as Jupyter: the same site, so its script would
+        # have the page's origin and could ride the user's Jupyter login cookie.
+        quote(foreign_url, safe=""): ("server not allowed", f"not from {foreign_url}"),
+        # The right server with another path or user info is another URL.
+        quote(server + "x/", safe=""): ("server not allowed", "only from the Jupyter server"),
+        quote(server.replace("//", "//me@"), safe=""): ("server not allowed", "only from"),
+        quote(data_client, safe=""): ("server not allowed", "http:// or https:// URL, not data:"),
+        quote("javascript:globalThis.pwned=1", safe=""): ("server not allowed", "not javascript:"),
+        "not%20a%20url": ("server not allowed", "not a URL"),
+    }
+
+    with launch_browser() as browser:
+        context = browser.new_context()
+        context.set_default_timeout(60_000)
+        for fragment_server, (state, words) in hostile.items():
+            page = context.new_page()
+            page.on("console", lambda msg: print(f"[console.{msg.type}] {msg.text}"))
+            page.goto(f"{page_origin}/#server={fragment_server}&token={token}")
+            page.wait_for_selector('#state:not([data-state="connecting"])')
+            assert page.evaluate("globalThis.pwned") is None, fragment_server
+            assert page.get_attribute("#state", "data-state") == "failed", fragment_server
+            assert page.text_content("#state") == state, fragment_server
+            problem = page.text_content("#problem") or ""
+            assert words in problem, (fragment_server, problem)
+            assert page.evaluate("typeof globalThis.demoTunnel") == "undefined"
+            page.close()
+
+        # The browser enforces the same (Content-Security-Policy): even code in the page
+        # could not import from a data: URL or another server.
+        page = context.new_page()
+        page.goto(url)
+        page.wait_for_selector('#state[data-state="connected"]')
+        blocked = page.evaluate(
+            """async (urls) => {
+                const out = [];
+                for (const u of urls) {
+                    try { await import(u); out.push("loaded " + u); }
+                    catch (e) { out.push("blocked"); }
+                }
+                return out;
+            }""",
+            [data_client, foreign_url + "http_over_websocket/static/index.js"],
+        )
+        assert blocked == ["blocked", "blocked"]
+        assert page.evaluate("globalThis.pwned") is None
+
+        # No request ever reached the foreign server.
+        assert foreign_requests == []
+
+        # The printed URL still works (the normal fragment), also without a trailing slash.
+        assert page.text_content("#version") == __version__
+        assert page.text_content("#server-url") == server
+        bare = context.new_page()
+        bare.goto(url.replace(quote(server, safe=":/"), server.rstrip("/")))
+        bare.wait_for_selector('#state[data-state="connected"]')
         context.close()

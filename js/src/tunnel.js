@@ -9,7 +9,7 @@
 // transport it started on, so nothing is sent twice or lost in the switch.
 
 import { ReplyAssembler, encodeCancel, encodeRequest, parseHello } from "./codec.js";
-import { diagnose } from "./diagnose.js";
+import { diagnose, diagnoseOverPolling } from "./diagnose.js";
 import { TunnelError } from "./errors.js";
 import { explain } from "./explain.js";
 import { makeFetch } from "./fetch.js";
@@ -288,9 +288,19 @@ export class Tunnel extends EventTarget {
     });
   }
 
-  /** The diagnose endpoint's answer for this server. */
-  diagnose() {
-    return diagnose({ url: this.url, minVersion: this._options.minVersion, WebSocket: this._options.WebSocket });
+  /**
+   * The diagnose endpoint's answer for this server. When its WebSocket fails while this
+   * tunnel works over polling (a proxy that drops WebSocket upgrades), what the tunnel
+   * learned instead: the version, that polling works, and why (see diagnoseOverPolling).
+   */
+  async diagnose() {
+    const options = { WebSocket: this._options.WebSocket, fetch: this._options.fetch };
+    try {
+      return await diagnose({ url: this.url, minVersion: this._options.minVersion, ...options });
+    } catch (error) {
+      if (this._closed || this.transport !== "polling") throw error;
+      return diagnoseOverPolling(this, error, options);
+    }
   }
 
   /** Close every transport; in-flight requests fail and proxied sockets close. */

@@ -2,6 +2,12 @@
 // the tunnel. The server URL and the token come from the URL's #fragment, which the
 // browser never sends to any server. Everything Jupyter-bound goes through
 // tunnel.fetch and tunnel.WebSocket; the page itself has no other access to Jupyter.
+//
+// The page runs code (the browser client) only from the Jupyter server the demo
+// command started for it, which the page server names in config.json (its
+// Content-Security-Policy says the same to the browser), or, served without that file,
+// from its own origin. A #fragment naming any other server, or anything but an
+// http(s) URL (data:, javascript:), is refused before anything is loaded.
 
 const $ = (id) => document.getElementById(id);
 
@@ -12,6 +18,44 @@ function settingsFromFragment() {
   // Optional: #...&transports=polling forces the polling fallback (default: WebSocket first).
   const transports = (params.get("transports") || "").split(",").filter(Boolean);
   return { server, token: params.get("token") || "", transports };
+}
+
+/** The one server this page may load code from: the demo's, else the page's own origin. */
+async function allowedServer() {
+  try {
+    const response = await fetch("config.json", { cache: "no-store" });
+    if (response.ok) {
+      const config = await response.json();
+      if (typeof config.server === "string" && config.server) return config.server;
+    }
+  } catch {
+    // no config: a page served by something else than the demo command
+  }
+  return `${location.origin}/`;
+}
+
+/** `requested` as a URL string if it is an http(s) URL naming `allowed`; else throws why not. */
+function checkServer(requested, allowed) {
+  let url;
+  try {
+    url = new URL(requested);
+  } catch {
+    throw new Error(`The server in this page's URL is not a URL: ${requested}`);
+  }
+  if (url.protocol !== "http:" && url.protocol !== "https:") {
+    throw new Error(
+      `The server in this page's URL must be an http:// or https:// URL, not ${url.protocol} ` +
+        "(this page loads code from that server, so it takes only a Jupyter server's URL).",
+    );
+  }
+  const expected = new URL(allowed);
+  if (url.href !== expected.href) {
+    throw new Error(
+      `This page loads the browser client only from the Jupyter server it was started for, ` +
+        `${expected.href}, not from ${url.href}. Open the URL \`jupyter http-over-ws demo\` printed.`,
+    );
+  }
+  return expected.href;
 }
 
 function showProblem(text) {
@@ -235,33 +279,41 @@ async function main() {
       "(`jupyter http-over-ws demo` prints one).");
     return;
   }
-  $("server-url").textContent = server;
+  let trusted;
+  try {
+    trusted = checkServer(server, await allowedServer());
+  } catch (e) {
+    showProblem(e.message);
+    setState("failed", "server not allowed");
+    return;
+  }
+  $("server-url").textContent = trusted;
   let client;
   try {
-    client = await import(`${server}http_over_websocket/static/index.js`);
+    client = await import(`${trusted}http_over_websocket/static/index.js`);
   } catch (e) {
     setState("failed", "client not loaded");
-    showProblem(`Could not load the browser client from ${server}: ${e.message || e}.\n` +
+    showProblem(`Could not load the browser client from ${trusted}: ${e.message || e}.\n` +
       "Is the server running, with jupyter-http-over-ws installed?");
     return;
   }
   let tunnel;
   try {
     tunnel = await client.connect({
-      url: server,
+      url: trusted,
       token,
       ...(transports.length ? { transports } : {}),
     });
   } catch (e) {
     let text = String(e.message || e);
     try {
-      const answer = await client.diagnose({ url: server });
+      const answer = await client.diagnose({ url: trusted });
       text += `\n\nThe server's diagnose endpoint answered: ${JSON.stringify(answer)}`;
     } catch (d) {
       text += `\n\nThe diagnose endpoint did not answer either: ${d.message || d}`;
     }
     if (!text.includes("jupyter http-over-ws doctor")) {
-      text += `\n\nRun: jupyter http-over-ws doctor ${server} --origin ${location.origin}`;
+      text += `\n\nRun: jupyter http-over-ws doctor ${trusted} --origin ${location.origin}`;
     }
     showProblem(text);
     // Last: the state says the explanation is there. e.kind: refused, unreachable, version...
@@ -284,7 +336,7 @@ async function main() {
 
   showDirectory(tunnel, "").catch((e) => showProblem(String(e.message || e)));
 
-  const kernel = new Kernel(tunnel, server);
+  const kernel = new Kernel(tunnel, trusted);
   const started = kernel.start();
   started.catch((e) => {
     $("kernel-state").textContent = "failed";

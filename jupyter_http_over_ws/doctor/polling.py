@@ -20,6 +20,17 @@ from .tunnel import request_status
 
 #: The tunnel opened over plain HTTP requests only.
 POLLING_ONLY = ("polling",)
+# The words below are also the browser client's (js/src/diagnose.js, whose test compares
+# them with these): a page behind such a proxy reads what this command prints.
+#: What a WebSocket upgrade that reaches the server without its ``Upgrade`` header means.
+UPGRADES_DROPPED = (
+    "a proxy in between drops WebSocket upgrades (it does not forward the Upgrade header)"
+)
+#: What still works then.
+POLLING_STILL_CONNECTS = (
+    "Clients with the polling transport still connect (they fall back to plain HTTP "
+    "requests); clients that only speak WebSocket cannot."
+)
 PROXY_FIX = (
     "let the proxy pass WebSocket upgrades: forward the Upgrade and Connection headers over "
     "HTTP/1.1 (for nginx, in the location block: proxy_http_version 1.1; "
@@ -35,8 +46,8 @@ def _polling_off(url: str) -> str:
 def _dropped(url: str, outcome: str) -> str:
     return (
         f"WebSocket upgrades do not reach the server: {url}http_over_websocket/diagnose "
-        f"answered HTTP {UPGRADE_NOT_RECEIVED} instead of switching protocols, so a proxy in "
-        f"between drops WebSocket upgrades (it does not forward the Upgrade header). {outcome}"
+        f"answered HTTP {UPGRADE_NOT_RECEIVED} instead of switching protocols, so "
+        f"{UPGRADES_DROPPED}. {outcome}"
     )
 
 
@@ -139,10 +150,7 @@ async def check_without_websockets(report: Report, target: Target, url: str, tun
     before = len(report.findings)
     works = await _request_over_polling(report, target, tunnel, "")
     if works:
-        outcome = (
-            "Clients with the polling transport still connect (they fall back to plain HTTP "
-            "requests); clients that only speak WebSocket cannot."
-        )
+        outcome = POLLING_STILL_CONNECTS
     else:
         outcome = "The polling fallback failed too (below): no client can connect."
     # The WebSocket finding comes first, though it is worded after the polling result.
