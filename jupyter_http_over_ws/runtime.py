@@ -20,11 +20,14 @@ Handlers reach it through ``TunnelSocketMixin.registry``.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from collections.abc import Callable
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 from jupyter_server.auth import IdentityProvider
+from jupyter_server.auth.identity import PasswordIdentityProvider
+from jupyter_server.auth.login import LoginFormHandler
 from tornado.httputil import HTTPServerRequest
 from tornado.ioloop import PeriodicCallback
 from tornado.web import Application
@@ -123,13 +126,71 @@ class TunnelSettings(DialSettings, Protocol):
         """The limits each tunnel session enforces."""
 
 
+#: The :class:`~jupyter_server.auth.IdentityProvider` methods that decide who a request is.
+#: ``generate_anonymous_user`` and ``get_token`` are not among them: the one invents a
+#: user, the other only finds the credential that the others check.
+USER_METHODS: Final = (
+    "get_user",
+    "_get_user",
+    "get_user_token",
+    "get_user_cookie",
+    "user_from_cookie",
+    "process_login_form",
+)
+
+#: jupyter_server's own providers: one credential (the server's token, or its password),
+#: so one principal, whatever user each request is given.
+_STOCK_PROVIDERS: Final = (IdentityProvider, PasswordIdentityProvider)
+
+
+def identifies_nobody(provider: IdentityProvider) -> bool:
+    """Whether ``provider`` decides who a request is exactly as jupyter_server's own do.
+
+    It does when every :data:`USER_METHODS` method its class has comes from
+    ``IdentityProvider`` or ``PasswordIdentityProvider``, and its login handler is the
+    stock ``LoginFormHandler`` (a custom one can log users in under their own names).
+    """
+    for name in USER_METHODS:
+        owner = next((k for k in type(provider).__mro__ if name in vars(k)), None)
+        if owner not in _STOCK_PROVIDERS:
+            return False
+    return provider.login_handler_class is LoginFormHandler
+
+
+def holds_the_server_token(handler: Identified) -> bool:
+    """Whether ``handler``'s request was authenticated with the server's own token."""
+    provider = handler.identity_provider
+    server_token = str(provider.token or "")
+    if not server_token or not provider.is_token_authenticated(handler):  # type: ignore[arg-type]
+        return False
+    presented = provider.get_token(handler) or ""  # type: ignore[arg-type]
+    return hmac.compare_digest(presented.encode(), server_token.encode())
+
+
 def owner_key(handler: Identified) -> str:
-    """Whose sockets (and polling sessions) ``handler``'s request opens."""
-    # jupyter_server's own identity providers make up a new anonymous user for every
-    # token-authenticated request, though a single person holds the token or the
-    # password: their sockets all count as one user's. Providers that identify
-    # users (JupyterHub's) override get_user, and their usernames are used.
-    if type(handler.identity_provider).get_user is IdentityProvider.get_user:
+    """Whose sockets (and polling sessions) ``handler``'s request opens.
+
+    The authenticated user as jupyter_server resolved it for this request
+    (``handler.current_user``, its ``username``), for every identity provider, with
+    one exception, keyed ``""``: the single principal of jupyter_server's own
+    providers. They have one credential (the server's token, or its password) and make
+    up a new anonymous user for each token-authenticated request (and, with
+    authentication off, for each request without a login cookie), so their users are
+    one person, who would otherwise get a new key per request. That is:
+
+    - a provider that :func:`identifies_nobody` (``IdentityProvider``,
+      ``PasswordIdentityProvider``, or a subclass that changes none of the ways they
+      decide who a request is): every request is that principal;
+    - under any other provider, a request authenticated with the server's own token
+      (:func:`holds_the_server_token`; a subclass that identifies users by
+      ``get_user_token`` and leaves the server's token to the stock path).
+
+    Everyone else, under a provider that overrides ``get_user``, ``get_user_token``,
+    ``get_user_cookie`` or another of :data:`USER_METHODS`, is keyed by username, so
+    one user cannot reach another's polling session, and each user has a
+    ``max_sockets_per_user`` of their own.
+    """
+    if identifies_nobody(handler.identity_provider) or holds_the_server_token(handler):
         return ""
     user = handler.current_user
     return str(getattr(user, "username", user))

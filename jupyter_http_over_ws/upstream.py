@@ -5,8 +5,12 @@ over polling), and both open their upstream half here, so every security decisio
 of a relay has one home:
 
 - **which path**: the client's path is normalised (:func:`~.wire.protocol.normalize_path`
-  refuses other hosts, ``..`` segments, control characters) and checked against
+  refuses other hosts, ``..`` segments, control characters), refused with 403 if it
+  names the extension's own endpoints (:func:`names_own_endpoint`: a relay never
+  relays to a relay, so nesting cannot multiply one socket), and checked against
   ``allowed_paths``, before anything is opened;
+- **who is counted**: the caller's admission (``max_sockets_per_user``) runs once the
+  path is allowed and before anything is dialled (``dial(..., admit=...)``);
 - **which address**: this server's private entrance, else the local address of the
   client's own connection (:func:`~.entrance.relay_target`), never anything derived
   from the client's ``Host`` header, so a relay cannot leave this server;
@@ -22,9 +26,12 @@ Tests watch every upstream URL by replacing :func:`connect_upstream` in this mod
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from asyncio import Future
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
+from urllib.parse import unquote
 
 from tornado import httpclient, httputil
 from tornado.iostream import IOStream
@@ -39,8 +46,12 @@ from tornado.websocket import (
 from .entrance import PrivateEntrance, relay_target
 from .upgrade import UpgradeContext
 from .wire.handshake import without_credentials
+from .wire.names import TUNNEL_PATH
 from .wire.protocol import PathPolicy, ProtocolError, normalize_path
 from .wsproxy import upstream_refusal_status
+
+#: The reason a relay to the extension's own endpoints is refused (403).
+OWN_ENDPOINT_REFUSAL: Final = "A relay cannot target the extension's own endpoints"
 
 
 class UpstreamRefusedError(Exception):
@@ -55,6 +66,46 @@ class UpstreamRefusedError(Exception):
         self.status = status
         self.reason = reason
         self.cause = cause
+
+
+class AdmissionRefusedError(Exception):
+    """Raised by a dial's ``admit`` hook: the caller is over its limit; nothing was dialled.
+
+    ``code`` and ``reason`` are the close the client gets (4429 and its reason).
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+#: What :func:`names_own_endpoint` refuses, as it may be written: the first segment,
+#: up to the first character that cannot be part of a route name.
+_OWN_ENDPOINTS: Final = TUNNEL_PATH.casefold()
+_ROUTE_NAME_RE: Final = re.compile(r"[a-z0-9_]*")
+
+
+def names_own_endpoint(target: str) -> bool:
+    """Whether ``target`` (normalised, relative to ``base_url``) is under the extension's own.
+
+    That is ``http_over_websocket`` and everything under it (the tunnel, ``diagnose``,
+    ``proxied_ws``, ``polling``, ``static``), however it is written: percent-encoded
+    (once or more), in another case, in full-width or other compatibility forms, with
+    repeated slashes, or with ``;``/``.``/other trailing characters on the segment.
+    The check is deliberately wider than Tornado's own routing, which would not
+    match most of these spellings: a relay has no reason to reach any of them.
+    """
+    route = target.partition("?")[0]
+    for _ in range(8):  # "%25" decodes to "%": decode until nothing changes
+        decoded = unquote(route, errors="replace")
+        if decoded == route:
+            break
+        route = decoded
+    route = unicodedata.normalize("NFKC", route).casefold()
+    first = next((segment for segment in route.split("/") if segment), "")
+    name = _ROUTE_NAME_RE.match(first)
+    return name is not None and name.group(0) == _OWN_ENDPOINTS
 
 
 class DialSettings(Protocol):
@@ -214,20 +265,36 @@ class UpstreamDialer:
             self._no_address = str(error)
 
     async def dial(
-        self, path: str, subprotocols: Sequence[str], *, query: str = ""
+        self,
+        path: str,
+        subprotocols: Sequence[str],
+        *,
+        query: str = "",
+        admit: Callable[[], None] | None = None,
     ) -> WebSocketClientConnection:
         """Open ``path`` (relative to ``base_url``, as the client encoded it) upstream.
 
         ``query``, if any, is appended as it came (``proxied_ws`` takes it from its own
         request line; a polling client's path carries it), less its credential arguments
         (``token``, ``jupyter_http_over_ws_auth_url``). Raises :class:`UpstreamRefusedError`.
+
+        ``admit``, if given, is called once the path is allowed and before anything is
+        dialled (the caller counts the socket against ``max_sockets_per_user`` there);
+        what it raises (:class:`AdmissionRefusedError`) ends the dial undialled.
         """
         settings = self._settings
         try:
             target = normalize_path(path)
+        except ProtocolError as e:
+            raise UpstreamRefusedError(e.status, e.status_text) from None
+        if names_own_endpoint(target):
+            raise UpstreamRefusedError(403, OWN_ENDPOINT_REFUSAL)
+        try:
             settings.path_policy.check(target)
         except ProtocolError as e:
             raise UpstreamRefusedError(e.status, e.status_text) from None
+        if admit is not None:
+            admit()
         if query:
             target += "?" + query
         # The credentials travel as the upgrade's Authorization header (see .upgrade);

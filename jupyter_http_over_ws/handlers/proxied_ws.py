@@ -12,8 +12,9 @@ from jupyter_server.utils import url_path_join
 from tornado import httputil, web
 from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
 
+from ..runtime import Refusal
 from ..session import SHUTDOWN_TEXT
-from ..upstream import UpstreamRefusedError, received_close_frame
+from ..upstream import AdmissionRefusedError, UpstreamRefusedError, received_close_frame
 from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
 from ..wsproxy import is_binary, raw_route_argument, upstream_close
 from .base import TunnelSocketMixin
@@ -37,6 +38,8 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
 
     upstream: WebSocketClientConnection | None = None
     _pump: asyncio.Task[None] | None = None
+    #: Why the socket closes as soon as it opens (over ``max_sockets_per_user``).
+    _refusal: Refusal | None = None
 
     @ws_authenticated
     async def get(self, path: str) -> None:
@@ -51,10 +54,16 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
             self.request.path, url_path_join(self.base_url, PROXIED_WS_PREFIX), path
         )
         try:
+            # The socket is counted (max_sockets_per_user) once its path is allowed and
+            # before anything is dialled: one over the limit opens nothing upstream.
             self.upstream = await self.registry.dialer(self).dial(
-                raw, offered_subprotocols(self.request), query=self.request.query
+                raw, offered_subprotocols(self.request), query=self.request.query, admit=self._admit
             )
+        except AdmissionRefusedError as over_limit:
+            # Upgraded, then closed with 4429 at once (open()), as it always was.
+            self._refusal = Refusal(over_limit.code, over_limit.reason)
         except UpstreamRefusedError as refusal:
+            self.registry.release(self)
             if refusal.status >= 500:
                 self.log.warning(
                     "http_over_websocket: cannot reach %s: %s",
@@ -62,13 +71,24 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
                     refusal.cause or refusal.reason,
                 )
             raise web.HTTPError(refusal.status, refusal.reason) from None
+        except BaseException:  # e.g. cancelled: nothing was opened for the client
+            self.registry.release(self)
+            raise
         try:
             await super().get(path)
         finally:
             if self.ws_connection is None:
                 # The upgrade failed, or the client left during it (then on_close has
-                # run already): the upstream socket must not outlive the client's.
-                self.upstream.close()
+                # run already): the upstream socket must not outlive the client's, and
+                # it no longer counts.
+                self.registry.release(self)
+                if self.upstream is not None:
+                    self.upstream.close()
+
+    def _admit(self) -> None:
+        refusal = self.registry.admit_socket(self)
+        if refusal is not None:
+            raise AdmissionRefusedError(*refusal)
 
     def _cross_origin_error(self) -> str | None:
         """Why Tornado's ``get()`` would refuse this upgrade's origin, or ``None``."""
@@ -90,12 +110,11 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         return self.upstream.selected_subprotocol if self.upstream is not None else None
 
     def open(self, *args: Any, **kwargs: Any) -> None:
-        """Start relaying upstream messages to the client (within the per-user limit)."""
+        """Start relaying upstream messages to the client (or close it: over the limit)."""
         super().open(*args, **kwargs)
         self.set_nodelay(True)
-        refusal = self.registry.admit_socket(self)
-        if refusal is not None:
-            self.close(*refusal)
+        if self._refusal is not None:
+            self.close(*self._refusal)
             return
         self._pump = asyncio.create_task(self._relay_upstream())
 

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from ..session import SHUTDOWN_TEXT
-from ..upstream import UpstreamRefusedError, received_close_frame
+from ..upstream import AdmissionRefusedError, UpstreamRefusedError, received_close_frame
 from ..wire.names import CloseCode, sendable_close_code, status_close_code
 from ..wire.polling import (
     BinaryEnvelope,
@@ -51,9 +51,17 @@ class Upstream(Protocol):
     def close(self, code: int | None = None, reason: str | None = None) -> None: ...  # noqa: D102
 
 
-#: Opens the upstream socket for ``path`` offering ``protocols`` (the one dial,
-#: :meth:`~..upstream.UpstreamDialer.dial`); raises :class:`~..upstream.UpstreamRefusedError`.
-ChannelOpener = Callable[[str, Sequence[str]], Awaitable[Upstream]]
+class ChannelOpener(Protocol):
+    """The one dial (:meth:`~..upstream.UpstreamDialer.dial`), as a channel uses it."""
+
+    def __call__(
+        self, path: str, subprotocols: Sequence[str], /, *, admit: Callable[[], None]
+    ) -> Awaitable[Upstream]:
+        """Open ``path`` upstream offering ``subprotocols``, calling ``admit`` first.
+
+        ``admit`` runs once the path is allowed, before anything is dialled. Raises
+        :class:`~..upstream.UpstreamRefusedError`, or what ``admit`` raised.
+        """
 
 
 class ChannelHost(Protocol):
@@ -154,7 +162,12 @@ class PolledChannel:
         writer: asyncio.Task[None] | None = None
         try:
             try:
-                self._upstream = await self._opener(self.path, self._protocols)
+                # Counted against the per-user limit before anything is dialled (after
+                # the path checks, so a refused path still reports its own status).
+                self._upstream = await self._opener(self.path, self._protocols, admit=self._admit)
+            except AdmissionRefusedError as over_limit:
+                code, reason = over_limit.code, over_limit.reason
+                return
             except UpstreamRefusedError as refusal:
                 if isinstance(refusal.cause, OSError):
                     self._log.warning(
@@ -163,10 +176,6 @@ class PolledChannel:
                 code, reason = status_close_code(refusal.status), refusal.reason
                 return
             upstream = self._upstream
-            over_limit = self._session.admit(self)
-            if over_limit is not None:
-                code, reason = over_limit
-                return
             await self._session.post(
                 encode_envelope(OpenedEnvelope(self.number, upstream.selected_subprotocol))
             )
@@ -205,6 +214,11 @@ class PolledChannel:
                 with contextlib.suppress(Exception):
                     self._session.outgoing_nowait(encode_envelope(closed))
             self._session.channel_ended(self)
+
+    def _admit(self) -> None:
+        refusal = self._session.admit(self)
+        if refusal is not None:
+            raise AdmissionRefusedError(*refusal)
 
     async def _relay_client(self, upstream: Upstream) -> None:
         try:

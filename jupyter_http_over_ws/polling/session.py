@@ -166,10 +166,10 @@ class PollingSession:
         channel.start()
 
     def admit(self, channel: PolledChannel) -> tuple[int, str] | None:
-        """Count an opened channel against the per-user limit, or say why it must close.
+        """Count a channel against the per-user limit, or say why it must close.
 
-        As over the WebSocket transport, this comes after the path checks and the
-        upstream's own answer, so a refused path reports its own status.
+        As over the WebSocket transport, the dial asks this after its path checks (a
+        refused path reports its own status) and before it dials anything.
         """
         if self._admission is None:
             return None

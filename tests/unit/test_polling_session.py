@@ -80,12 +80,13 @@ class FakeDial:
         self.hold = False
         self.release = asyncio.Event()
 
-    async def __call__(self, path, protocols):
+    async def __call__(self, path, protocols, *, admit):
         self.paths.append(path)
-        if self.hold:
-            await self.release.wait()
         if self.refusal is not None:
             raise self.refusal
+        admit()  # as the real dial: once the path is allowed, before dialling
+        if self.hold:
+            await self.release.wait()
         upstream = FakeUpstream(protocols[-1] if protocols else None)
         self.upstreams.append(upstream)
         return upstream
@@ -272,15 +273,14 @@ async def test_an_unreachable_upstream_is_logged(caplog):
     ]
 
 
-async def test_a_channel_over_the_per_user_limit_closes_after_its_dial():
+async def test_a_channel_over_the_per_user_limit_closes_before_its_dial():
     dial, admission = FakeDial(), FakeAdmission()
     admission.refusal = (4429, "Too many tunnel sockets for this user")
     session = new_session(dial, admission)
     session.deliver(SendBatch(0, (OpenEnvelope(1, "/api/x"),)))
     batch = await envelopes(session, 0)
     assert batch.messages == (ClosedEnvelope(1, 4429, "Too many tunnel sockets for this user"),)
-    (upstream,) = dial.upstreams
-    assert upstream.closed  # the dialled upstream does not outlive the refusal
+    assert dial.upstreams == []  # nothing was dialled for it (issue 11, finding 3)
     assert session.channels == {}
 
 

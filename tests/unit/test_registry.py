@@ -8,6 +8,7 @@ import logging
 from types import SimpleNamespace
 
 from jupyter_server.auth import IdentityProvider, User
+from jupyter_server.auth.identity import PasswordIdentityProvider
 
 from jupyter_http_over_ws.polling import PollingSession
 from jupyter_http_over_ws.runtime import Refusal, TunnelRegistry, owner_key
@@ -109,6 +110,49 @@ def test_jupyter_servers_own_providers_make_everyone_one_owner():
 def test_a_provider_that_identifies_people_keys_by_username():
     assert owner_key(Handler(User("alice"), NamedUsers)) == "alice"
     assert owner_key(Handler("bob", NamedUsers)) == "bob"
+
+
+class TokenUsers(IdentityProvider):
+    async def get_user_token(self, handler):  # the way jupyter_server documents
+        return handler.current_user
+
+
+class CookieUsers(IdentityProvider):
+    def get_user_cookie(self, handler):
+        return handler.current_user
+
+
+class Renamed(PasswordIdentityProvider):
+    """A subclass that changes nothing about who a request is."""
+
+
+class TokenHandler(Handler):
+    """A request token-authenticated with ``token`` (in its Authorization header)."""
+
+    def __init__(self, user, provider, token):
+        super().__init__(user, provider)
+        self.identity_provider.token = "server-token"
+        self.request.headers = {"Authorization": f"token {token}"}
+        self._token_authenticated = True
+
+    def get_argument(self, name, default=None):
+        return default
+
+
+def test_every_provider_that_identifies_people_keys_by_username():
+    """Issue 11, finding 2: not only those overriding get_user."""
+    for provider in (TokenUsers, CookieUsers):
+        assert owner_key(Handler(User("alice"), provider)) == "alice"
+        assert owner_key(Handler(User("bob"), provider)) == "bob"
+    assert owner_key(TokenHandler(User("alice"), TokenUsers, "alice-token")) == "alice"
+
+
+def test_the_stock_ways_of_deciding_who_a_request_is_are_one_principal():
+    assert owner_key(Handler(User("anonymous-1"), PasswordIdentityProvider)) == ""
+    assert owner_key(Handler(User("anonymous-2"), Renamed)) == ""
+    # The server's own token, under a provider that leaves it to the stock path.
+    assert owner_key(TokenHandler(User("anonymous-3"), TokenUsers, "server-token")) == ""
+    assert owner_key(TokenHandler(User("anonymous-4"), TokenUsers, "server-tokex")) != ""
 
 
 # ------------------------------------------------------------------ admission

@@ -128,6 +128,89 @@ async def test_allowed_paths_apply_before_dialling(dials):
     assert len(dials.calls) == 1
 
 
+OWN_ENDPOINTS = [
+    "/http_over_websocket",
+    "/http_over_websocket/",
+    "/http_over_websocket?x=1",
+    "/http_over_websocket/proxied_ws/http_over_websocket/proxied_ws/api/kernels/k/channels",
+    "/http_over_websocket/diagnose",
+    "/http_over_websocket/polling/abc/recv",
+    "/http_over_websocket/static/index.js",
+    "http_over_websocket/proxied_ws/api/x",  # no leading slash
+    "/HTTP_OVER_WEBSOCKET/proxied_ws/api/x",
+    "/http%5Fover%5Fwebsocket/proxied_ws/api/x",
+    "/http_over_websocket%2Fproxied_ws/api/x",
+    "/%2568ttp_over_websocket/proxied_ws/api/x",  # encoded twice
+    "/%252568ttp_over_websocket/proxied_ws/api/x",  # three times
+    "/\uff48ttp_over_websocket/proxied_ws/api/x",  # full-width h
+    "/%EF%BD%88ttp_over_websocket/proxied_ws/api/x",  # the same, percent-encoded
+    "/http_over_websocket;a=b/proxied_ws/api/x",
+    "/http_over_websocket./proxied_ws/api/x",
+    "/http_over_websocket%00/proxied_ws/api/x",
+]
+
+
+@pytest.mark.parametrize("path", OWN_ENDPOINTS)
+async def test_the_extensions_own_endpoints_are_never_dialled(dials, path):
+    """Issue 11, finding 3: a relay to a relay would multiply one socket, uncounted."""
+    admitted = []
+    with pytest.raises(UpstreamRefusedError) as refused:
+        await dialer().dial(path, [], admit=lambda: admitted.append(path))
+    assert refused.value.status == 403
+    assert refused.value.reason == upstream.OWN_ENDPOINT_REFUSAL
+    assert refused.value.cause is None
+    assert dials.calls == []
+    assert admitted == []  # refused before it is counted, like any refused path
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/kernels/http_over_websocket/channels",  # only the first segment names ours
+        "/http_over_websocket_other/x",
+        "/files/http_over_websocket",
+        "/api/contents?path=http_over_websocket",
+    ],
+)
+async def test_paths_that_only_mention_the_extension_are_dialled(dials, path):
+    await dialer().dial(path, [])
+    assert len(dials.calls) == 1
+
+
+def test_names_own_endpoint_reads_a_normalised_target():
+    assert upstream.names_own_endpoint("/http_over_websocket/proxied_ws/x")
+    assert upstream.names_own_endpoint("//http_over_websocket")  # empty segments skipped
+    assert not upstream.names_own_endpoint("/")
+    assert not upstream.names_own_endpoint("/api/status?http_over_websocket")
+
+
+async def test_admission_comes_after_the_path_checks_and_before_the_dial(dials):
+    order = []
+
+    def admit():
+        order.append(("admit", len(dials.calls)))
+
+    await dialer(allowed=["/api/kernels"]).dial("/api/kernels/k/channels", [], admit=admit)
+    assert order == [("admit", 0)]  # nothing dialled yet when admitted
+    assert len(dials.calls) == 1
+    with pytest.raises(UpstreamRefusedError):  # a refused path is not counted
+        await dialer(allowed=["/api/kernels"]).dial("/api/events/subscribe", [], admit=admit)
+    assert order == [("admit", 0)]
+
+
+async def test_a_refused_admission_dials_nothing(dials):
+    def over_limit():
+        raise upstream.AdmissionRefusedError(4429, "Too many tunnel sockets for this user")
+
+    with pytest.raises(upstream.AdmissionRefusedError) as refused:
+        await dialer().dial("/api/kernels/k/channels", [], admit=over_limit)
+    assert (refused.value.code, refused.value.reason) == (
+        4429,
+        "Too many tunnel sockets for this user",
+    )
+    assert dials.calls == []
+
+
 async def test_no_address_to_dial_is_a_502_with_the_reason(dials):
     stream = SimpleNamespace(socket=None)  # e.g. a server on a Unix socket
     with pytest.raises(UpstreamRefusedError) as refused:
