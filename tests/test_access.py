@@ -8,6 +8,7 @@ from urllib.parse import urlencode
 
 import pytest
 from jupyter_server.auth import Authorizer
+from support.login import direct, login_cookies
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -29,38 +30,6 @@ def jp_server_config():
             "allow_origin": ALLOWED,
         }
     }
-
-
-async def direct(url, method="GET", body=None, **headers):
-    """The same request made directly, for comparison."""
-    request = HTTPRequest(
-        url,
-        method=method,
-        body=body,
-        headers=headers,
-        follow_redirects=False,
-        allow_nonstandard_methods=True,
-    )
-    try:
-        return await AsyncHTTPClient().fetch(request)
-    except HTTPClientError as e:
-        return e.response
-
-
-async def login_cookies(hows_server_url, hows_token):
-    """A login cookie and an _xsrf cookie, obtained as a browser would obtain them."""
-    response = await direct(hows_server_url + "api/status", Authorization=f"token {hows_token}")
-    cookies = {}
-    for header in response.headers.get_list("Set-Cookie"):
-        name, _, rest = header.partition("=")
-        cookies[name] = rest.split(";")[0].strip('"')
-    page = await direct(hows_server_url + "login")
-    for header in page.headers.get_list("Set-Cookie"):
-        name, _, rest = header.partition("=")
-        cookies[name] = rest.split(";")[0]
-    assert any(n.startswith("username-") for n in cookies), cookies
-    assert "_xsrf" in cookies
-    return cookies
 
 
 @pytest.mark.parametrize(

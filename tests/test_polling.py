@@ -576,14 +576,14 @@ async def test_one_send_cannot_make_the_server_dial_many_upstream_sockets(raw, c
                 closed[envelope.channel] = (envelope.code, envelope.reason)
             elif isinstance(envelope, OpenedEnvelope):
                 opened.add(envelope.channel)
-    # The session is one of the user's 3 sockets: 2 channels open; the third was dialled
-    # and then refused by the per-user count; the other 47 were refused undialled.
+    # The session is one of the user's 3 sockets: 2 channels open; the third was refused
+    # by the per-user count before its dial; the other 47 by the session's cap.
     assert len(opened) == 2
     assert all(code == 4429 for code, _ in closed.values())
     undialled = [c for c, (_, reason) in closed.items() if "polling session" in reason]
     assert len(undialled) == 47
     dialled = [line for line in captured_access if "/api/events/subscribe" in line]
-    assert len(dialled) <= 3, dialled
+    assert len(dialled) <= 2, dialled  # access lines of sockets still open may come later
     await client.delete()
 
 
