@@ -111,6 +111,11 @@ FORBIDDEN_REQUEST_HEADERS: Final = frozenset(
         "x-scheme",
     }
 )
+#: Header name prefixes a client may not use either: the Fetch standard keeps ``Sec-``
+#: (fetch metadata such as ``Sec-Fetch-Site``, which Tornado's cross-origin protection
+#: trusts) and ``Proxy-`` to the browser, so a page cannot set them directly; inside the
+#: tunnel only the upgrade's own (an identity header) reaches the handler.
+FORBIDDEN_REQUEST_HEADER_PREFIXES: Final = ("sec-", "proxy-")
 
 
 class ProtocolError(Exception):
@@ -351,8 +356,11 @@ def _parse_headers(headers: Any, message_id: Any) -> tuple[tuple[str, str], ...]
         size += len(name) + len(value)
         if size > MAX_HEADERS_SIZE:
             raise ProtocolError(431, "Request headers too large", message_id)
-        if name.lower() in FORBIDDEN_REQUEST_HEADERS:
-            continue  # credentials and framing come from the tunnel itself
+        lowered = name.lower()
+        if lowered in FORBIDDEN_REQUEST_HEADERS or lowered.startswith(
+            FORBIDDEN_REQUEST_HEADER_PREFIXES
+        ):
+            continue  # credentials, framing and fetch metadata come from the tunnel itself
         result.append((name, value))
     return tuple(result)
 
