@@ -11,8 +11,10 @@ XSRF token as they do directly. A difference in either direction is a finding.
 from __future__ import annotations
 
 import json
+from urllib.parse import urlencode
 
 import pytest
+from jupyter_server.auth import passwd
 from support.attack import cookie_header, debug_logs, login_cookies, raw_request, secrets_in
 
 pytestmark = pytest.mark.timeout(120)
@@ -28,14 +30,38 @@ ORIGINS = {
 }
 EVENTS = "api/events/subscribe"  # a WebSocket of the server's own, no kernel needed
 POLLING = "http_over_websocket/polling"
+FORM = "application/x-www-form-urlencoded"
+
+
+PASSWORD = "correct horse battery staple"
+
+#: The server configurations a cookie meets: the default (token, which also logs a
+#: browser in), XSRF checks off, password-only login, and no authentication at all.
+AUTH_CONFIGS = {
+    "token": {},
+    "disable_check_xsrf": {"ServerApp": {"disable_check_xsrf": True}},
+    "password only": {
+        "ServerApp": {"token": ""},
+        "PasswordIdentityProvider": {"hashed_password": passwd(PASSWORD)},
+    },
+    "no auth": {"ServerApp": {"token": "", "password": ""}},
+}
+
+
+@pytest.fixture(params=list(AUTH_CONFIGS))
+def auth(request):
+    return request.param
 
 
 @pytest.fixture
-def jp_server_config():
-    return {
+def jp_server_config(auth):
+    config = {
         "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}, "allow_origin": ALLOWED},
         "HttpOverWebSocketApp": {"poll_timeout": 0.05},
     }
+    for section, values in AUTH_CONFIGS[auth].items():
+        config.setdefault(section, {}).update(values)
+    return config
 
 
 class Site:
@@ -78,15 +104,56 @@ class Site:
         return str(json.loads(response.body)["session_id"])
 
 
-@pytest.fixture
-def site(hows_server_url, jp_http_port, jp_base_url, hows_token, jp_asyncio_loop):
-    cookies = jp_asyncio_loop.run_until_complete(
-        login_cookies(jp_http_port, jp_base_url, hows_token)
+async def password_login(port: int, base_url: str) -> dict[str, str]:
+    """Log in with the password through the login form, as a person does."""
+    host = ("Host", f"localhost:{port}")
+    page = await raw_request(port, "GET", f"{base_url}login".encode(), [host])
+    cookies = cookies_set_by(page)
+    form = urlencode({"password": PASSWORD, "_xsrf": cookies["_xsrf"]}).encode()
+    answer = await raw_request(
+        port,
+        "POST",
+        f"{base_url}login".encode(),
+        [host, ("Cookie", cookie_header(cookies)), ("Content-Type", FORM)],
+        form,
     )
+    assert answer.status == 302, answer
+    cookies.update(cookies_set_by(answer))
+    return cookies
+
+
+def cookies_set_by(response) -> dict[str, str]:
+    cookies = {}
+    for header in response.headers.get_list("Set-Cookie"):
+        name, _, rest = header.partition("=")
+        cookies[name] = rest.split(";")[0].strip('"')
+    return cookies
+
+
+async def anonymous_cookies(port: int, base_url: str) -> dict[str, str]:
+    """Without authentication the server still sets a login cookie (a stable anonymous user)."""
+    host = ("Host", f"localhost:{port}")
+    cookies = cookies_set_by(await raw_request(port, "GET", f"{base_url}api/status".encode(), [host]))
+    cookies.update(cookies_set_by(await raw_request(port, "GET", f"{base_url}login".encode(), [host])))
+    return cookies
+
+
+@pytest.fixture
+def site(hows_server_url, jp_http_port, jp_base_url, hows_token, jp_asyncio_loop, auth):
+    if auth == "password only":
+        cookies = jp_asyncio_loop.run_until_complete(password_login(jp_http_port, jp_base_url))
+    elif auth == "no auth":
+        cookies = jp_asyncio_loop.run_until_complete(anonymous_cookies(jp_http_port, jp_base_url))
+    else:
+        cookies = jp_asyncio_loop.run_until_complete(
+            login_cookies(jp_http_port, jp_base_url, hows_token)
+        )
+    assert "_xsrf" in cookies, cookies
+    assert auth == "no auth" or any(k.startswith("username-") for k in cookies), cookies
     login = [v for k, v in cookies.items() if k.startswith("username-")]
     with debug_logs() as lines:
         yield Site(jp_http_port, jp_base_url, cookies)
-    assert secrets_in(lines, [hows_token, *login]) == []
+    assert secrets_in(lines, [hows_token, PASSWORD, *login]) == []
 
 
 @pytest.mark.parametrize("xsrf", [False, True], ids=["no-xsrf-header", "xsrf-header"])
