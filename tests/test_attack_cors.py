@@ -133,7 +133,7 @@ async def test_requests_from_refused_origins_get_what_the_api_gives(server):
 async def test_an_allowed_origin_gets_credentials_and_private_network_access(
     server, jp_server_config
 ):
-    request, session_id, auth = server
+    request, session_id, _ = server
     allowed = bool(jp_server_config["ServerApp"].get("allow_origin")) or bool(
         jp_server_config["ServerApp"].get("allow_origin_pat")
     )
@@ -148,6 +148,6 @@ async def test_an_allowed_origin_gets_credentials_and_private_network_access(
                 "Access-Control-Allow-Private-Network": "true",
             }
             if allowed
-            else {name: None for name in CORS_HEADERS}
+            else dict.fromkeys(CORS_HEADERS)
         )
         assert cors(preflight) == expected, path

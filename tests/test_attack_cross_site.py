@@ -56,7 +56,10 @@ def auth(request):
 @pytest.fixture
 def jp_server_config(auth):
     config = {
-        "ServerApp": {"jpserver_extensions": {"jupyter_http_over_ws": True}, "allow_origin": ALLOWED},
+        "ServerApp": {
+            "jpserver_extensions": {"jupyter_http_over_ws": True},
+            "allow_origin": ALLOWED,
+        },
         "HttpOverWebSocketApp": {"poll_timeout": 0.05},
     }
     for section, values in AUTH_CONFIGS[auth].items():
@@ -133,8 +136,12 @@ def cookies_set_by(response) -> dict[str, str]:
 async def anonymous_cookies(port: int, base_url: str) -> dict[str, str]:
     """Without authentication the server still sets a login cookie (a stable anonymous user)."""
     host = ("Host", f"localhost:{port}")
-    cookies = cookies_set_by(await raw_request(port, "GET", f"{base_url}api/status".encode(), [host]))
-    cookies.update(cookies_set_by(await raw_request(port, "GET", f"{base_url}login".encode(), [host])))
+    cookies = cookies_set_by(
+        await raw_request(port, "GET", f"{base_url}api/status".encode(), [host])
+    )
+    cookies.update(
+        cookies_set_by(await raw_request(port, "GET", f"{base_url}login".encode(), [host]))
+    )
     return cookies
 
 
@@ -165,10 +172,10 @@ async def test_cookie_only_requests_get_what_they_get_directly(
         session_id = await site.open_session()
         (jp_root_dir / "victim.txt").write_text("x")
 
-        async def rest(method, path, body=b""):
+        async def rest(method, path, body=b"", origin=origin):
             return await site.status(method, path, origin, xsrf, body)
 
-        async def socket(path):
+        async def socket(path, origin=origin):
             return await site.status("GET", path, origin, xsrf, upgrade=True)
 
         direct_socket = await socket(EVENTS)

@@ -97,6 +97,7 @@ async def outcomes(port, base_url, token, host, session_id):
     }
 
 
+@pytest.mark.parametrize("jp_base_url", ["/a%40b/", "/user/alice/"])  # pytest-jupyter's, a hub's
 async def test_every_endpoint_takes_the_hosts_the_server_takes(
     hows_server_url, jp_http_port, jp_base_url, hows_token, upstream_urls, logs
 ):

@@ -94,9 +94,7 @@ def server(hows_server_url, hows_token, jp_serverapp, jp_root_dir, jp_asyncio_lo
 
 
 async def tunnelled(connection, message_id: int, path: str) -> tuple[int, bytes]:
-    connection.write_message(
-        json.dumps({"message_id": message_id, "method": "GET", "path": path})
-    )
+    connection.write_message(json.dumps({"message_id": message_id, "method": "GET", "path": path}))
     status, body = 0, b""
     while True:
         frame = parse_reply(await connection.read_message())

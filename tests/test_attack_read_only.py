@@ -79,7 +79,9 @@ def tree(jp_root_dir, jp_serverapp, hows_token):
     assert secrets_in(lines, [hows_token]) == []
 
 
-async def test_no_write_passes_the_tunnel(tree, hows_server_url, jp_http_port, jp_base_url, hows_token):
+async def test_no_write_passes_the_tunnel(
+    tree, hows_server_url, jp_http_port, jp_base_url, hows_token
+):
     auth = [("Host", f"localhost:{jp_http_port}"), ("Authorization", f"token {hows_token}")]
     async with await TunnelClient.connect(hows_server_url, token=hows_token) as tunnel:
         assert (await tunnel.request("GET", "/api/contents")).status == 200
@@ -134,7 +136,8 @@ async def test_no_kernel_channel_opens_through_any_path(
             closed = [e for e in batch.messages if getattr(e, "channel", 0) == 1]
             if closed:
                 break
-        assert closed and getattr(closed[0], "code", None) == 4403, closed
+        assert closed, "the channel's answer came"
+        assert getattr(closed[0], "code", None) == 4403, closed
     finally:
         await polling.delete()
         polling.close()

@@ -1,4 +1,4 @@
-"""Header smuggling inside tunnelled requests and relayed sockets, vs the same request made directly.
+"""Header smuggling inside tunnelled requests and relayed sockets, vs the same requests directly.
 
 A tunnelled request's headers are JSON strings, not bytes on a connection: there is no
 framing to confuse, but a client could try to make the handler see more than it could
@@ -64,10 +64,14 @@ class RawTunnel:
 
 
 def message(method: str, path: str, headers: str = "{}", body: str = "") -> str:
-    return (
-        '{"message_id": {id}, "method": %s, "path": %s, "headers": %s, "body": %s}'
-        % (json.dumps(method), json.dumps(path), headers, json.dumps(body))
-    )
+    fields = [
+        '"message_id": {id}',
+        f'"method": {json.dumps(method)}',
+        f'"path": {json.dumps(path)}',
+        f'"headers": {headers}',
+        f'"body": {json.dumps(body)}',
+    ]
+    return "{" + ", ".join(fields) + "}"
 
 
 @pytest.fixture
