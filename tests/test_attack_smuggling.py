@@ -317,3 +317,25 @@ async def test_fetch_metadata_comes_from_the_upgrade_only(
         status, _, _ = await tunnel.request(message("POST", MIRROR_PATH, headers, "x"))
         assert status == direct.status == 403, headers
     connection.close()
+
+
+async def test_credentials_in_a_tunnelled_path_are_dropped(tunnel, hows_token):
+    """A path's ``?token=`` neither authenticates the request nor reaches a log line.
+
+    Credentials come from the upgrade (as for ``Authorization`` and ``Cookie`` inside);
+    a refused request's log line (Tornado's summary, at WARNING) names the path it
+    was given. The tunnel fixture fails if the token is in any log line.
+    """
+    for query, kept in [
+        ("token=forged&x=1", "?x=1"),
+        (f"x=1&token={hows_token}", "?x=1"),
+        (f"%74oken={hows_token}", ""),
+        ("jupyter_http_over_ws_auth_url=http%3A%2F%2Flocalhost%2F%3Ftoken%3Dforged", ""),
+    ]:
+        status, _, body = await tunnel.request(message("GET", f"{MIRROR_PATH}?{query}"))
+        assert status == 200, query
+        assert json.loads(body)["uri"].endswith(f"/{MIRROR_PATH}{kept}"), query
+    status, _, _ = await tunnel.request(
+        message("GET", f"api/contents/missing.txt?token={hows_token}")
+    )
+    assert status == 404
