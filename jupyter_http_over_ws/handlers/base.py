@@ -68,7 +68,16 @@ class TunnelSocketMixin(CredentialFreeSummary):
         self.extension = extension
 
     async def prepare(self, *args: Any, **kwargs: Any) -> None:
-        """Adopt the auth URL's token as credentials, then let jupyter_server authenticate."""
+        """Adopt the auth URL's token as credentials, then let jupyter_server authenticate.
+
+        Refused first: a request that came through a tunnel (see :meth:`_through_a_tunnel`).
+        """
+        if self._through_a_tunnel():
+            # As jupyter_server's own host check does: nobody is authenticated, and the
+            # error page must not ask who is (that would raise in write_error).
+            self.current_user = None
+            setattr(self, "_jupyter_current_user", None)  # noqa: B010 (jupyter_server's own)
+            raise HTTPError(403, "The tunnel's own endpoints cannot be reached through the tunnel")
         self._adopt_auth_url_token()
         result = super().prepare(*args, **kwargs)  # type: ignore[misc]
         if inspect.isawaitable(result):
@@ -97,6 +106,18 @@ class TunnelSocketMixin(CredentialFreeSummary):
     def get_compression_options(self) -> dict[str, Any] | None:
         """Offer no permessage-deflate: bodies are mostly incompressible base64; CPU is dear."""
         return None
+
+    def _through_a_tunnel(self) -> bool:
+        """Whether this request is a tunnelled one, handed over in-process.
+
+        The tunnel hands its requests to the application on a connection with no socket
+        (``dispatch.InProcessDispatcher``); every request from a client comes on one with
+        a stream (the server's port, or its private entrance). The tunnel's endpoints
+        need that stream (an upgrade, an upstream dial from its address), and a tunnel
+        inside a tunnel would only get around the limits: refused with 403, before
+        anything is opened (a tunnelled ``proxied_ws`` used to dial, then fail with 500).
+        """
+        return getattr(self.request.connection, "stream", None) is None
 
     def _adopt_auth_url_token(self) -> None:
         """Use the token inside ``jupyter_http_over_ws_auth_url`` as this request's credentials.

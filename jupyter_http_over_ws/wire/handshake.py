@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, unquote_plus, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from packaging.version import InvalidVersion, Version
 
-from .protocol import dumps
+# The credential arguments and their removal live with the path rules (protocol), which
+# apply them to tunnelled paths too; they are part of this module's interface as well.
+from .protocol import AUTH_URL_ARG, CREDENTIAL_ARGUMENTS, dumps, without_credentials
 
 __all__ = [
     "AUTH_URL_ARG",
@@ -24,13 +26,6 @@ __all__ = [
     "truncate_close_reason",
     "without_credentials",
 ]
-
-#: The query argument through which Colab-era clients pass a credentials URL.
-AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
-
-#: Query arguments that carry credentials: jupyter_server's ``token``, and the auth URL
-#: (whose own query holds a token). No log line and no relayed URL may contain them.
-CREDENTIAL_ARGUMENTS = frozenset({"token", AUTH_URL_ARG})
 
 
 @dataclass(frozen=True)
@@ -100,24 +95,6 @@ def auth_url_token(auth_url: str, base_url: str) -> str | None:
         if name == "token":
             return value
     return None
-
-
-def without_credentials(uri: str) -> str:
-    """``uri`` (a path and an optional query) without its credential query arguments.
-
-    Every other argument stays exactly as it came, so a log line still says what was
-    asked for. A name is compared decoded, as the server reads it (``%74oken`` is
-    ``token`` to Tornado too). A query left empty is dropped with its ``?``.
-    """
-    path, separator, query = uri.partition("?")
-    if not separator:
-        return uri
-    kept = "&".join(
-        argument
-        for argument in query.split("&")
-        if unquote_plus(argument.partition("=")[0]) not in CREDENTIAL_ARGUMENTS
-    )
-    return f"{path}?{kept}" if kept else path
 
 
 # ----------------------------------------------------------------------- diagnose

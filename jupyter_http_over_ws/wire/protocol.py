@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final, TypeGuard, cast
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, unquote_plus
 
 _b64: Any
 try:  # pybase64 (SIMD) encodes 20-50x faster than the standard library; optional.
@@ -34,6 +34,8 @@ except ImportError:  # pragma: no cover - exercised when orjson is absent
     _orjson = None
 
 __all__ = [
+    "AUTH_URL_ARG",
+    "CREDENTIAL_ARGUMENTS",
     "JSON_REQUIRED",
     "MISSING_KEYS",
     "REQUIRED_KEYS",
@@ -51,6 +53,7 @@ __all__ = [
     "parse_message",
     "parse_reply",
     "parse_request",
+    "without_credentials",
 ]
 
 REQUIRED_KEYS: Final = ("message_id", "method", "path")
@@ -111,6 +114,37 @@ FORBIDDEN_REQUEST_HEADERS: Final = frozenset(
         "x-scheme",
     }
 )
+#: Header name prefixes a client may not use either: the Fetch standard keeps ``Sec-``
+#: (fetch metadata such as ``Sec-Fetch-Site``, which Tornado's cross-origin protection
+#: trusts) and ``Proxy-`` to the browser, so a page cannot set them directly; inside the
+#: tunnel only the upgrade's own (an identity header) reaches the handler.
+FORBIDDEN_REQUEST_HEADER_PREFIXES: Final = ("sec-", "proxy-")
+
+
+#: The query argument through which Colab-era clients pass a credentials URL.
+AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
+
+#: Query arguments that carry credentials: jupyter_server's ``token``, and the auth URL
+#: (whose own query holds a token). No log line and no relayed URL may contain them.
+CREDENTIAL_ARGUMENTS = frozenset({"token", AUTH_URL_ARG})
+
+
+def without_credentials(uri: str) -> str:
+    """``uri`` (a path and an optional query) without its credential query arguments.
+
+    Every other argument stays exactly as it came, so a log line still says what was
+    asked for. A name is compared decoded, as the server reads it (``%74oken`` is
+    ``token`` to Tornado too). A query left empty is dropped with its ``?``.
+    """
+    path, separator, query = uri.partition("?")
+    if not separator:
+        return uri
+    kept = "&".join(
+        argument
+        for argument in query.split("&")
+        if unquote_plus(argument.partition("=")[0]) not in CREDENTIAL_ARGUMENTS
+    )
+    return f"{path}?{kept}" if kept else path
 
 
 class ProtocolError(Exception):
@@ -255,7 +289,10 @@ def message_from_object(obj: Any, body: bytes | None = None) -> HttpRequest | Ca
     if not _valid_id(message_id):
         raise ProtocolError(400, '"message_id" must be a string or a number', message_id)
     method = _parse_method(obj["method"], message_id)
-    path = normalize_path(obj["path"], message_id)
+    # Credentials come from the tunnel's upgrade, never from a message: a ``?token=``
+    # in a path would authenticate that request instead, and the handler's log line
+    # for a refusal would hold it.
+    path = without_credentials(normalize_path(obj["path"], message_id))
     if body is None:
         body = _parse_body(obj, message_id)
     headers = _parse_headers(obj.get("headers"), message_id)
@@ -351,8 +388,11 @@ def _parse_headers(headers: Any, message_id: Any) -> tuple[tuple[str, str], ...]
         size += len(name) + len(value)
         if size > MAX_HEADERS_SIZE:
             raise ProtocolError(431, "Request headers too large", message_id)
-        if name.lower() in FORBIDDEN_REQUEST_HEADERS:
-            continue  # credentials and framing come from the tunnel itself
+        lowered = name.lower()
+        if lowered in FORBIDDEN_REQUEST_HEADERS or lowered.startswith(
+            FORBIDDEN_REQUEST_HEADER_PREFIXES
+        ):
+            continue  # credentials, framing and fetch metadata come from the tunnel itself
         result.append((name, value))
     return tuple(result)
 
