@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any, Final
 from urllib.parse import quote
 
-from tornado import httpclient
+from tornado import httpclient, httputil
 from tornado.simple_httpclient import HTTPTimeoutError
 
 from .wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
@@ -75,3 +75,15 @@ def upstream_close(
     if code is None and not close_frame_received:
         return int(CloseCode.UPSTREAM_LOST), UPSTREAM_LOST_REASON
     return code, reason
+
+
+def is_websocket_upgrade(headers: httputil.HTTPHeaders) -> bool:
+    """Whether a request asks for a WebSocket upgrade, as Tornado's ``WebSocketHandler`` judges.
+
+    ``Upgrade: websocket`` and ``upgrade`` among the ``Connection`` tokens; Tornado
+    answers anything else with 400, and a relay must know that before it dials.
+    """
+    if headers.get("Upgrade", "").lower() != "websocket":
+        return False
+    connection = headers.get("Connection", "").split(",")
+    return "upgrade" in (token.strip().lower() for token in connection)

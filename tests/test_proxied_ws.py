@@ -785,3 +785,26 @@ async def test_relays_go_through_a_private_entrance(hows_tunnel, jp_serverapp):
     socket.close()
     await ext.stop_extension()
     assert not os.path.exists(directory)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Upgrade": "h2c", "Connection": "Upgrade"}, {"Upgrade": "websocket"}],
+    ids=["plain", "not-websocket", "no-connection-upgrade"],
+)
+async def test_a_request_that_is_not_an_upgrade_dials_nothing(
+    hows_server_url, hows_token, upstream_urls, headers
+):
+    """Answered as the same request to the server's own socket is (400), nothing opened."""
+
+    async def get(path: str) -> httpclient.HTTPResponse:
+        request = httpclient.HTTPRequest(
+            hows_server_url + path, headers={"Authorization": f"token {hows_token}", **headers}
+        )
+        return await httpclient.AsyncHTTPClient().fetch(request, raise_error=False)
+
+    direct = await get("api/events/subscribe")
+    relayed = await get("http_over_websocket/proxied_ws/api/events/subscribe")
+    assert direct.code == 400
+    assert (relayed.code, relayed.body) == (direct.code, direct.body)
+    assert upstream_urls == []

@@ -16,7 +16,7 @@ from ..runtime import Refusal
 from ..session import SHUTDOWN_TEXT
 from ..upstream import AdmissionRefusedError, UpstreamRefusedError, received_close_frame
 from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
-from ..wsproxy import is_binary, raw_route_argument, upstream_close
+from ..wsproxy import is_binary, is_websocket_upgrade, raw_route_argument, upstream_close
 from .base import TunnelSocketMixin
 
 
@@ -44,6 +44,11 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
     @ws_authenticated
     async def get(self, path: str) -> None:
         """Authenticate (403 otherwise), check the origin, connect upstream, then upgrade."""
+        if not is_websocket_upgrade(self.request.headers):
+            # Not a WebSocket upgrade: Tornado answers it (400) as it answers the same
+            # request to the server's own socket, and nothing is dialled for it.
+            await super().get(path)
+            return
         # Tornado checks the origin only inside super().get(); check it before
         # anything is opened upstream on the client's behalf.
         if self._cross_origin_error() is not None:
