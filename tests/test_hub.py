@@ -157,6 +157,12 @@ async def test_our_client_carries_the_token_in_a_header_never_in_a_url(hub, alic
     ]
     assert tunnel_lines
     assert not [line for line in tunnel_lines if "token=" in line]
+    # On a WebSocket, a URL token works only with the browser's Sec-Fetch-Mode.
+    with pytest.raises(HTTPClientError) as refused:
+        await Endpoint(hub.user_url("alice")).open("http_over_websocket", {"token": alice_token})
+    assert refused.value.code == 403
+    browser_like = Endpoint(hub.user_url("alice"), headers={"Sec-Fetch-Mode": "websocket"})
+    (await browser_like.open("http_over_websocket", {"token": alice_token})).close()
 
 
 # ------------------------------------------------------------------- isolation
