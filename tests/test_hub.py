@@ -129,6 +129,19 @@ async def test_python_client_lists_uploads_downloads_and_runs_code(hub, alice_to
             assert deleted.status == 204
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
+async def test_python_client_with_an_auth_url(hub, alice_token, transport):
+    # The Colab-era form: the server's URL with ?token=, as a single-user server prints it.
+    auth_url = f"{hub.user_url('alice')}lab?token={alice_token}"
+    async with await TunnelClient.connect(
+        hub.user_url("alice"), auth_url=auth_url, transports=(transport,)
+    ) as tunnel:
+        assert tunnel.transport == transport
+        listing = await tunnel.request("GET", "/api/contents")
+        assert listing.status == 200
+        assert listing.json()["type"] == "directory"
+
+
 async def test_our_client_carries_the_token_in_a_header_never_in_a_url(hub, alice_token):
     # JupyterHub 5 and later refuse ?token= on HTTP: a header is the only way that works.
     http = AsyncHTTPClient(force_instance=True)
