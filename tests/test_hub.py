@@ -249,6 +249,8 @@ async def test_tunnel_traffic_is_activity_of_the_server_as_the_hub_sees_it(
     async with await TunnelClient.connect(
         hub.user_url("alice"), token=alice_token, transports=(transport,)
     ) as tunnel:
+        await asyncio.sleep(3)  # an open tunnel without requests is not activity
+        assert server_activity(hub, "alice") < quiet_since
         before_traffic = datetime.now(timezone.utc)
         assert (await tunnel.request("GET", "/api/contents")).status == 200
         deadline = time.monotonic() + 20
