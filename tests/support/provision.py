@@ -331,7 +331,8 @@ def carry_out(
                 returncode=EXIT_STATUS,
             )
     for step in plan.npm_steps:
-        run_step(step, say, cwd=E2E, runner=runner)
+        # A step that names its own ``--prefix`` (the proxy's) runs anywhere; the rest in e2e/.
+        run_step(step, say, cwd=None if "--prefix" in step else E2E, runner=runner)
 
 
 def provision(session: pytest.Session) -> None:

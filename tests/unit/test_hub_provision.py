@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from support import provision
-from support.provision import BROWSER, HUB, NODE
+from support.provision import BROWSER, HUB, NODE, Plan
 
 
 def find_none(tool: provision.Tool) -> str | None:
@@ -64,3 +65,22 @@ def test_hub_and_browser_steps_add_up():
     )
     assert plan.npm_steps == (*bundle, *install)
     assert plan.missing.count(NODE) == 1
+
+
+def test_the_proxy_install_runs_outside_e2e(tmp_path: Path):
+    calls = []
+
+    def runner(command, **kwargs):
+        calls.append((command, kwargs["cwd"]))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    lines: list[str] = []
+
+    def say(text: str, *, end: str = "\n") -> None:
+        lines.append(text + end)
+
+    steps = (("npm", "run", "build"), *map(tuple, provision.proxy_steps(tmp_path)))
+    provision.carry_out(Plan((), steps), say, installable=False, env={}, runner=runner)
+    assert [cwd for _, cwd in calls] == [provision.E2E, None]
+    assert "(in e2e/)" in lines[0]
+    assert "(in e2e/)" not in lines[2]
