@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 import pytest
 from support.hub import Hub
 from support.kernels import V1, KernelSocket, stdout_text
+from support.polling import RawPolling, request_envelope
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from jupyter_http_over_ws import __version__
@@ -193,7 +194,7 @@ def foreign_tokens(hub):
 
 
 @pytest.mark.parametrize("who", ["bob", "alice-without-access"])
-async def test_other_credentials_never_reach_alices_server(hub, foreign_tokens, who):
+async def test_other_credentials_never_reach_alices_server(hub, alice_token, foreign_tokens, who):
     token = foreign_tokens[who]
     alice = Endpoint(hub.user_url("alice"), token=token, origin=PAGE_ORIGIN)
     for path in (
@@ -220,6 +221,19 @@ async def test_other_credentials_never_reach_alices_server(hub, foreign_tokens, 
     finally:
         http.close()
     assert polling_open.code == 403
+    # Nor can they use a polling session of alice's, even knowing its id.
+    owner = RawPolling(hub.user_url("alice"), alice_token)
+    intruder = RawPolling(hub.user_url("alice"), token)
+    try:
+        assert (await owner.open()).code == 200
+        intruder.session_id = owner.session_id
+        assert (await intruder.recv(0, request_timeout=30)).code == 403
+        assert (await intruder.send(0, [request_envelope("x", "GET", "/api/contents")])).code == 403
+        assert (await intruder.delete()).code == 403
+        assert (await owner.delete()).code == 204
+    finally:
+        owner.close()
+        intruder.close()
     # diagnose answers anyone the page origin may serve, with its four fields only.
     probe = await alice.open("http_over_websocket/diagnose")
     probe.write_message("who")
