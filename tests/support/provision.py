@@ -7,6 +7,8 @@ with node and npm when it is missing or older than ``e2e/package-lock.json``; re
 tests (marker ``nginx``) need nginx. Missing Debian packages are installed with
 ``apt-get`` when pytest runs as root (as CI does); otherwise the session stops before
 the first test with one message that says what to install. Each step prints one line.
+Hub tests (marker ``hub``) need configurable-http-proxy, installed from npm into a cache
+directory (:data:`PROXY_DIR`, no global install) when it is missing.
 
 This runs in a session hook, outside any test, so pytest-timeout never interrupts it.
 The decisions (:func:`needs_of`, :func:`plan_for`, :func:`refusal`) are pure functions of
@@ -33,6 +35,16 @@ E2E = REPO / "e2e"
 #: Markers (registered in pyproject.toml) saying what a test needs from the machine.
 BROWSER = "browser"
 NGINX = "nginx"
+HUB = "hub"
+
+#: configurable-http-proxy (JupyterHub's proxy), installed by npm here when hub tests run;
+#: ``$CHP_BIN`` overrides it.
+PROXY_VERSION = "5.3.0"
+PROXY_DIR = (
+    Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    / "jupyter-http-over-ws"
+    / f"configurable-http-proxy-{PROXY_VERSION}"
+)
 
 #: Run ``apt-get`` without questions, as CI does.
 APT_ENV = {"DEBIAN_FRONTEND": "noninteractive"}
@@ -114,7 +126,7 @@ class _Item(Protocol):
 def needs_of(items: Iterable[_Item]) -> frozenset[str]:
     """The needs (``BROWSER``, ``NGINX``) of the selected tests, from their markers."""
     return frozenset(
-        need for item in items for need in (BROWSER, NGINX) if item.get_closest_marker(need)
+        need for item in items for need in (BROWSER, NGINX, HUB) if item.get_closest_marker(need)
     )
 
 
@@ -130,6 +142,8 @@ def marker_by_file_name(file_name: str) -> tuple[str, ...]:
         markers.append(BROWSER)
     if "nginx" in file_name:
         markers.append(NGINX)
+    if file_name.startswith("test_hub"):
+        markers.append(HUB)
     return tuple(markers)
 
 
@@ -155,6 +169,30 @@ def bundle_steps(e2e: Path = E2E) -> list[tuple[str, ...]]:
     return steps
 
 
+def proxy_binary(env: Mapping[str, str] = os.environ, proxy_dir: Path = PROXY_DIR) -> Path:
+    """Where the hub tests' configurable-http-proxy is (``$CHP_BIN``, else the npm cache)."""
+    if env.get("CHP_BIN"):
+        return Path(env["CHP_BIN"])
+    return proxy_dir / "node_modules" / ".bin" / "configurable-http-proxy"
+
+
+def proxy_steps(proxy_dir: Path = PROXY_DIR) -> list[tuple[str, ...]]:
+    """The npm command that installs configurable-http-proxy (none when it is there)."""
+    if proxy_binary(proxy_dir=proxy_dir).is_file():
+        return []
+    return [
+        (
+            "npm",
+            "install",
+            "--no-audit",
+            "--no-fund",
+            "--prefix",
+            str(proxy_dir),
+            f"configurable-http-proxy@{PROXY_VERSION}",
+        )
+    ]
+
+
 @dataclass(frozen=True)
 class Plan:
     """What to do before the first test: install ``missing`` tools, then run ``npm_steps``."""
@@ -175,18 +213,22 @@ def plan_for(
     needs: frozenset[str],
     steps: Callable[[], list[tuple[str, ...]]] = bundle_steps,
     find: Callable[[Tool], str | None] = locate,
+    hub_steps: Callable[[], list[tuple[str, ...]]] = proxy_steps,
 ) -> Plan:
     """What the machine lacks for ``needs``: tools to install and npm steps to run.
 
-    node and npm are needed only when the bundle must be (re)built.
+    node and npm are needed only when the bundle must be (re)built or
+    configurable-http-proxy installed; the hub tests run the proxy with node.
     """
     wanted: list[Tool] = []
     npm_steps: list[tuple[str, ...]] = []
     if BROWSER in needs:
         wanted.append(CHROMIUM)
         npm_steps = steps()
-        if npm_steps:
-            wanted.append(NODE)
+    if HUB in needs:
+        npm_steps = [*npm_steps, *hub_steps()]
+    if npm_steps or HUB in needs:
+        wanted.append(NODE)
     if NGINX in needs:
         wanted.append(NGINX_TOOL)
     return Plan(tuple(t for t in wanted if find(t) is None), tuple(npm_steps))
@@ -289,7 +331,8 @@ def carry_out(
                 returncode=EXIT_STATUS,
             )
     for step in plan.npm_steps:
-        run_step(step, say, cwd=E2E, runner=runner)
+        # A step that names its own ``--prefix`` (the proxy's) runs anywhere; the rest in e2e/.
+        run_step(step, say, cwd=None if "--prefix" in step else E2E, runner=runner)
 
 
 def provision(session: pytest.Session) -> None:
