@@ -1,0 +1,127 @@
+"""The tunnel over TLS: a real Jupyter server with a certificate from a local CA.
+
+The Python client reaches it over ``wss://`` (the tunnel) and ``https://`` (the
+polling transport) when told to trust the CA (``ca_file=`` or ``ssl=``): a REST
+request is byte-exact and a kernel answers through a proxied socket, which the
+server relays to its own TLS socket (upstream.py). Without the CA, or under a name
+the certificate does not list, the client fails with the certificate problem named,
+and does not fall back to polling.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import uuid
+
+import pytest
+from support.kernels import V1, KernelSocket, stdout_text
+from support.tls import LocalCA, TlsServerProcess
+from support.tls import local_ca as local_ca
+from support.tls import tls_server as tls_server
+from support.tls import wrong_name_server as wrong_name_server
+
+from jupyter_http_over_ws.client import TunnelClient, diagnose
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+ALL_BYTES = bytes(range(256)) * 64
+TRANSPORTS = [("websocket",), ("polling",)]
+
+
+async def put_file(tunnel: TunnelClient, name: str, data: bytes) -> None:
+    body = json.dumps(
+        {"type": "file", "format": "base64", "content": base64.b64encode(data).decode()}
+    )
+    reply = await tunnel.request("PUT", f"api/contents/{name}", body=body)
+    assert reply.status in (200, 201), reply.text()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])
+async def test_rest_and_kernel_over_tls_with_ca_file(
+    tls_server: TlsServerProcess, transports: tuple[str, ...]
+) -> None:
+    assert tls_server.url.startswith("https://")
+    async with await TunnelClient.connect(
+        tls_server.url,
+        token=tls_server.token,
+        ca_file=tls_server.ca.ca_file,
+        transports=transports,
+    ) as tunnel:
+        assert tunnel.transport == transports[0]
+        name = f"tls-{transports[0]}.bin"
+        await put_file(tunnel, name, ALL_BYTES)
+        download = await tunnel.request("GET", f"files/{name}")
+        assert download.status == 200
+        assert download.body == ALL_BYTES
+
+        started = await tunnel.request("POST", "api/kernels", body="{}")
+        assert started.status == 201, started.text()
+        kernel_id = started.json()["id"]
+        try:
+            session = uuid.uuid4().hex
+            connection = await tunnel.websocket(
+                f"api/kernels/{kernel_id}/channels?session_id={session}", subprotocols=[V1]
+            )
+            kernel = KernelSocket(connection, session, V1)
+            await kernel.wait_ready()
+            msg_id = await kernel.execute("print('over', 'tls')")
+            messages = await kernel.collect(msg_id)
+            assert stdout_text(messages) == "over tls\n"
+            connection.close()
+        finally:
+            await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+async def test_ssl_context_and_diagnose(tls_server: TlsServerProcess) -> None:
+    context = tls_server.ca.ssl_context()
+    async with await TunnelClient.connect(
+        tls_server.url, token=tls_server.token, ssl=context, transports=("websocket",)
+    ) as tunnel:
+        reply = await tunnel.request("GET", "api/status")
+        assert reply.status == 200
+    answer = await diagnose(tls_server.url, ca_file=tls_server.ca.ca_file)
+    assert answer.extension_version
+
+
+@pytest.mark.parametrize("transports", [*TRANSPORTS, ("websocket", "polling")], ids="+".join)
+async def test_unknown_ca_is_named(
+    tls_server: TlsServerProcess, transports: tuple[str, ...]
+) -> None:
+    # No ca_file: the system's CAs, which do not include the test CA.
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        await TunnelClient.connect(tls_server.url, token=tls_server.token, transports=transports)
+    message = str(caught.value)
+    assert f"the TLS certificate of {tls_server.url} is not accepted" in message
+    assert "unable to get local issuer certificate" in message
+    assert "ca_file=" in message and "SSL_CERT_FILE" in message
+
+
+async def test_another_ca_is_not_trusted(tls_server: TlsServerProcess, tmp_path) -> None:
+    other = LocalCA(tmp_path / "other")
+    with pytest.raises(ssl.SSLCertVerificationError, match="unable to get local issuer"):
+        await TunnelClient.connect(tls_server.url, token=tls_server.token, ca_file=other.ca_file)
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])
+async def test_wrong_host_name_is_named(
+    wrong_name_server: TlsServerProcess, transports: tuple[str, ...]
+) -> None:
+    with pytest.raises(ssl.SSLCertVerificationError) as caught:
+        await TunnelClient.connect(
+            wrong_name_server.url,
+            token=wrong_name_server.token,
+            ca_file=wrong_name_server.ca.ca_file,
+            transports=transports,
+        )
+    message = str(caught.value)
+    assert "IP address mismatch, certificate is not valid for '127.0.0.1'" in message
+    assert "a name the certificate lists" in message
+
+
+def test_ssl_and_ca_file_together_are_refused(tmp_path) -> None:
+    with pytest.raises(ValueError, match="not both"):
+        from jupyter_http_over_ws.client._connect import client_ssl_context
+
+        client_ssl_context(ssl.create_default_context(), tmp_path / "ca.pem")
