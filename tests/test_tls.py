@@ -95,7 +95,8 @@ async def test_unknown_ca_is_named(
     message = str(caught.value)
     assert f"the TLS certificate of {tls_server.url} is not accepted" in message
     assert "unable to get local issuer certificate" in message
-    assert "ca_file=" in message and "SSL_CERT_FILE" in message
+    assert "ca_file=" in message
+    assert "SSL_CERT_FILE" in message
 
 
 async def test_another_ca_is_not_trusted(tls_server: TlsServerProcess, tmp_path) -> None:
@@ -120,8 +121,7 @@ async def test_wrong_host_name_is_named(
     assert "a name the certificate lists" in message
 
 
-def test_ssl_and_ca_file_together_are_refused(tmp_path) -> None:
+async def test_ssl_and_ca_file_together_are_refused(tls_server: TlsServerProcess) -> None:
+    context = tls_server.ca.ssl_context()
     with pytest.raises(ValueError, match="not both"):
-        from jupyter_http_over_ws.client._connect import client_ssl_context
-
-        client_ssl_context(ssl.create_default_context(), tmp_path / "ca.pem")
+        await TunnelClient.connect(tls_server.url, ssl=context, ca_file=tls_server.ca.ca_file)
