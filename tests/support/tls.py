@@ -76,7 +76,7 @@ def spki_hash(certificate: x509.Certificate) -> str:
 
 @dataclass(frozen=True)
 class ServerCertificate:
-    """A server certificate and its key, as files."""
+    """A server certificate and its key, as files (``certfile`` holds the chain, CA last)."""
 
     certfile: Path
     keyfile: Path
@@ -153,7 +153,12 @@ class LocalCA:
         certificate = _validity(builder).sign(self.key, hashes.SHA256())
         certfile = self.directory / f"{stem}.pem"
         keyfile = self.directory / f"{stem}.key"
-        certfile.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+        # The full chain, as operators install it (nginx's fullchain.pem): the server
+        # presents the CA's certificate too, which is what a pinned CA key is looked for in.
+        certfile.write_bytes(
+            certificate.public_bytes(serialization.Encoding.PEM)
+            + self.certificate.public_bytes(serialization.Encoding.PEM)
+        )
         _write_key(key, keyfile)
         return ServerCertificate(certfile, keyfile, names)
 
@@ -162,7 +167,8 @@ class TlsServerProcess(ServerProcess):
     """:class:`ServerProcess` serving HTTPS only, with ``certificate``; clients trust ``ca``.
 
     ``host`` is the name its :attr:`url` uses (``127.0.0.1`` unless told): a name the
-    certificate does not list makes a wrong-name server.
+    certificate does not list makes a wrong-name server. ``server_app`` adds
+    ``ServerApp`` settings (``allow_origin``...); ``options`` are the extension's.
     """
 
     def __init__(
@@ -172,6 +178,7 @@ class TlsServerProcess(ServerProcess):
         certificate: ServerCertificate,
         *,
         host: str = "127.0.0.1",
+        server_app: dict[str, Any] | None = None,
         options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -183,6 +190,7 @@ class TlsServerProcess(ServerProcess):
             "ServerApp": {
                 "certfile": str(certificate.certfile),
                 "keyfile": str(certificate.keyfile),
+                **(server_app or {}),
             }
         }
         (tls_config / "jupyter_server_config.json").write_text(json.dumps(tls))
