@@ -90,7 +90,8 @@ def test_unknown_ca(capsys, tls_server: TlsServerProcess) -> None:
     assert status == 1
     finding = only_finding(report)
     assert finding["message"] == (
-        "The server's TLS certificate is not trusted (unable to get local issuer certificate)."
+        "The server's TLS certificate is not trusted (self-signed certificate in certificate "
+        "chain): no CA this machine trusts signed it."
     )
     assert "`--ca-file ca.pem` here, `ca_file=` in the Python client" in finding["fix"]
     assert "SSL_CERT_FILE=ca.pem" in finding["fix"]
@@ -101,7 +102,7 @@ def test_ca_file_of_another_ca(capsys, tls_server: TlsServerProcess, tmp_path) -
     status, report = doctor(capsys, tls_server.url, "--ca-file", str(other.ca_file))
     assert status == 1
     finding = only_finding(report)
-    assert "unable to get local issuer certificate" in finding["message"]
+    assert "no CA this machine trusts signed it" in finding["message"]
     assert finding["fix"].startswith(f"the CAs in --ca-file {other.ca_file} did not sign it")
 
 

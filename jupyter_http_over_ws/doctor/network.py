@@ -28,6 +28,9 @@ Extension = Literal["loaded", "problem", "no-websocket"]
 #: ``verify_code`` values of a host name or address the certificate does not list
 #: (OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH).
 NAME_MISMATCH_CODES = frozenset({62, 64})
+#: ``verify_code`` values of a chain that ends at no trusted CA: self-signed
+#: (18, 19: the CA sent along) or its issuer unknown (20, 21).
+UNKNOWN_ISSUER_CODES = frozenset({18, 19, 20, 21})
 
 
 def _untrusted(
@@ -55,7 +58,10 @@ def _untrusted(
             "`ca_file=` in the Python client, or SSL_CERT_FILE=ca.pem for both; a browser "
             "needs the CA in its trust store. Else use a certificate this machine trusts"
         )
-    return (f"The server's TLS certificate is not trusted ({problem}).", fix)
+    message = f"The server's TLS certificate is not trusted ({problem})"
+    if error.verify_code in UNKNOWN_ISSUER_CODES:
+        message += ": no CA this machine trusts signed it"
+    return (message + ".", fix)
 
 
 def _unreachable(url: str, error: BaseException, ca_file: str | None = None) -> tuple[str, str]:
