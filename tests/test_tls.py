@@ -14,6 +14,7 @@ import base64
 import json
 import ssl
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from support.kernels import V1, KernelSocket, stdout_text
@@ -38,6 +39,56 @@ async def put_file(tunnel: TunnelClient, name: str, data: bytes) -> None:
     assert reply.status in (200, 201), reply.text()
 
 
+async def kernel_round_trip(tunnel: TunnelClient) -> None:
+    """Start a kernel, run code through a proxied socket, read its output, stop it."""
+    started = await tunnel.request("POST", "api/kernels", body="{}")
+    assert started.status == 201, started.text()
+    kernel_id = started.json()["id"]
+    try:
+        session = uuid.uuid4().hex
+        connection = await tunnel.websocket(
+            f"api/kernels/{kernel_id}/channels?session_id={session}", subprotocols=[V1]
+        )
+        kernel = KernelSocket(connection, session, V1)
+        await kernel.wait_ready()
+        msg_id = await kernel.execute("print('over', 'tls')")
+        messages = await kernel.collect(msg_id)
+        assert stdout_text(messages) == "over tls\n"
+        connection.close()
+    finally:
+        await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+@pytest.fixture(scope="module")
+def tls_server_without_entrance(
+    local_ca: LocalCA, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TlsServerProcess]:
+    """A TLS server whose relays dial its public TLS socket (no private entrance)."""
+    server = TlsServerProcess(
+        tmp_path_factory.mktemp("no-entrance"), local_ca, local_ca.issue(), private_entrance=False
+    )
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])
+async def test_relay_dials_the_servers_own_tls_socket(
+    tls_server_without_entrance: TlsServerProcess, transports: tuple[str, ...]
+) -> None:
+    # Without the private entrance (a platform without Unix sockets), a proxied socket
+    # is relayed to wss:// on the server's own address; its certificate is its own.
+    server = tls_server_without_entrance
+    async with await TunnelClient.connect(
+        server.url, token=server.token, ca_file=server.ca.ca_file, transports=transports
+    ) as tunnel:
+        await kernel_round_trip(tunnel)
+    assert f"relay dials wss://127.0.0.1:{server.port}/api/kernels/" in server.log()
+    assert not server.error_lines()
+
+
 @pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])
 async def test_rest_and_kernel_over_tls_with_ca_file(
     tls_server: TlsServerProcess, transports: tuple[str, ...]
@@ -56,22 +107,7 @@ async def test_rest_and_kernel_over_tls_with_ca_file(
         assert download.status == 200
         assert download.body == ALL_BYTES
 
-        started = await tunnel.request("POST", "api/kernels", body="{}")
-        assert started.status == 201, started.text()
-        kernel_id = started.json()["id"]
-        try:
-            session = uuid.uuid4().hex
-            connection = await tunnel.websocket(
-                f"api/kernels/{kernel_id}/channels?session_id={session}", subprotocols=[V1]
-            )
-            kernel = KernelSocket(connection, session, V1)
-            await kernel.wait_ready()
-            msg_id = await kernel.execute("print('over', 'tls')")
-            messages = await kernel.collect(msg_id)
-            assert stdout_text(messages) == "over tls\n"
-            connection.close()
-        finally:
-            await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
+        await kernel_round_trip(tunnel)
 
 
 async def test_ssl_context_and_diagnose(tls_server: TlsServerProcess) -> None:

@@ -33,6 +33,24 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from support.server_process import ServerProcess
 
+#: Server config (Python, run inside the server) for ``private_entrance=False``: the
+#: platform answer a system without Unix sockets gives, so relays dial the server's own
+#: public TLS socket (``wss://``, upstream.py); a spy that still dials prints each URL.
+WITHOUT_PRIVATE_ENTRANCE = """
+import sys
+from jupyter_http_over_ws import upstream as _upstream
+from jupyter_http_over_ws.entrance import PrivateEntrance as _PrivateEntrance
+
+_PrivateEntrance.available = staticmethod(lambda: False)
+_dial = _upstream.connect_upstream
+
+async def _spy(url, *args, **kwargs):
+    print("relay dials " + url.split("?")[0], file=sys.stderr, flush=True)
+    return await _dial(url, *args, **kwargs)
+
+_upstream.connect_upstream = _spy
+"""
+
 #: The names the default server certificate is valid for.
 LOOPBACK_NAMES = ("localhost", "127.0.0.1")
 
@@ -179,6 +197,7 @@ class TlsServerProcess(ServerProcess):
         *,
         host: str = "127.0.0.1",
         server_app: dict[str, Any] | None = None,
+        private_entrance: bool = True,
         options: dict[str, Any] | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
@@ -194,6 +213,8 @@ class TlsServerProcess(ServerProcess):
             }
         }
         (tls_config / "jupyter_server_config.json").write_text(json.dumps(tls))
+        if not private_entrance:
+            (tls_config / "jupyter_server_config.py").write_text(WITHOUT_PRIVATE_ENTRANCE)
         super().__init__(work, options, {"JUPYTER_CONFIG_PATH": str(tls_config), **(env or {})})
         self.ca = ca
         self.certificate = certificate
