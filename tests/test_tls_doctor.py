@@ -140,3 +140,13 @@ def test_https_to_a_plain_port(capsys, plain_server: ServerProcess) -> None:
         "reach it."
     )
     assert finding["fix"] == f"use {plain_server.url} (and ws:// in the page)"
+
+
+def test_diagnose_command_with_and_without_the_ca(capsys, tls_server: TlsServerProcess) -> None:
+    assert cli.main(["diagnose", tls_server.url, "--ca-file", str(tls_server.ca.ca_file)]) == 0
+    answer = json.loads(capsys.readouterr().out)
+    assert answer["is_outdated_extension"] is False
+    assert cli.main(["diagnose", tls_server.url]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"Cannot reach {tls_server.url}: the TLS certificate of ")
+    assert "self-signed certificate in certificate chain" in error
