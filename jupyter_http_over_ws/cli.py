@@ -17,7 +17,11 @@ def _diagnose(args: argparse.Namespace) -> int:
     from .client import diagnose
 
     try:
-        answer = asyncio.run(diagnose(args.url, origin=args.origin, min_version=args.min_version))
+        answer = asyncio.run(
+            diagnose(
+                args.url, origin=args.origin, min_version=args.min_version, ca_file=args.ca_file
+            )
+        )
     except HTTPClientError as e:
         print(f"The server refused the diagnose socket: HTTP {e.code}.", file=sys.stderr)
         if e.code == 403:
@@ -51,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     probe.add_argument("url", help="the Jupyter server URL, base_url included")
     probe.add_argument("--origin", help="the web origin to present, as a browser page would")
     probe.add_argument("--min-version", help="the min_version a frontend would ask for")
+    probe.add_argument(
+        "--ca-file", help="a PEM file of the CAs to trust for an https:// server (private CAs)"
+    )
     probe.set_defaults(run=_diagnose)
     from . import doctor
 

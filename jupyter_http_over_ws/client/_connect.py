@@ -1,7 +1,9 @@
-"""Opening the client's WebSockets: URLs and credentials for each endpoint."""
+"""Opening the client's WebSockets: URLs, credentials and TLS trust for each endpoint."""
 
 from __future__ import annotations
 
+import os
+import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlencode, urlsplit, urlunsplit
@@ -28,6 +30,8 @@ class Endpoint:
     headers: Mapping[str, str] = field(default_factory=dict)
     connect_timeout: float = 20.0
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    #: How ``https://``/``wss://`` servers are verified; ``None``: the system's CAs.
+    ssl_context: ssl.SSLContext | None = None
 
     def ws_url(self, path: str, query: Mapping[str, str] | None = None) -> str:
         """The ``ws(s)://`` URL of ``path`` under the server's ``base_url``."""
@@ -72,10 +76,57 @@ class Endpoint:
             headers=self.request_headers(),
             connect_timeout=self.connect_timeout,
             request_timeout=self.connect_timeout,
+            ssl_options=self.ssl_context,
         )
-        connection = await websocket_connect(
-            request, subprotocols=subprotocols, max_message_size=self.max_message_size
-        )
+        try:
+            connection = await websocket_connect(
+                request, subprotocols=subprotocols, max_message_size=self.max_message_size
+            )
+        except ssl.SSLCertVerificationError as error:
+            raise certificate_error(self.url, error) from error
         if connection.protocol is not None:
             connection.protocol.set_nodelay(True)
         return connection
+
+
+def client_ssl_context(
+    context: ssl.SSLContext | None = None, ca_file: str | os.PathLike[str] | None = None
+) -> ssl.SSLContext | None:
+    """The TLS context a client uses: ``context`` as given, or one trusting ``ca_file``.
+
+    ``ca_file`` is a PEM bundle of the CAs to trust (the system's are not added, as
+    with ``ssl.create_default_context(cafile=...)``); host names are checked. Neither
+    given: ``None``, meaning the system's CAs (which honour ``SSL_CERT_FILE``).
+    """
+    if context is not None and ca_file is not None:
+        raise ValueError("give ssl= or ca_file=, not both")
+    if ca_file is not None:
+        return ssl.create_default_context(cafile=os.fspath(ca_file))
+    return context
+
+
+#: ``verify_code`` values of a name that is not in the certificate (OpenSSL's
+#: X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH).
+NAME_MISMATCH_CODES = frozenset({62, 64})
+
+
+def certificate_error(
+    url: str, error: ssl.SSLCertVerificationError
+) -> ssl.SSLCertVerificationError:
+    """``error`` again, its message naming the server, the certificate problem and the fix."""
+    problem = error.verify_message or str(error)
+    if error.verify_code in NAME_MISMATCH_CODES:
+        fix = "connect with a name the certificate lists, or give the server a certificate for it"
+    else:
+        fix = (
+            "pass the CA that signed it (ca_file='ca.pem' or ssl=an ssl.SSLContext), "
+            "or point SSL_CERT_FILE at it"
+        )
+    wrapped = ssl.SSLCertVerificationError(
+        error.errno, f"the TLS certificate of {url} is not accepted: {problem}; {fix}"
+    )
+    wrapped.verify_code = error.verify_code
+    wrapped.verify_message = error.verify_message
+    wrapped.reason = error.reason
+    wrapped.library = error.library
+    return wrapped

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from ssl import SSLContext
 
 from ..wire.handshake import Diagnosis
 from ..wire.names import DIAGNOSE_PATH
 from ..wire.protocol import decode_json
-from ._connect import Endpoint
+from ._connect import Endpoint, client_ssl_context
 
 
 async def diagnose(
@@ -18,13 +20,22 @@ async def diagnose(
     cookies: Mapping[str, str] | None = None,
     message: str = "diagnose",
     connect_timeout: float = 20.0,
+    ssl: SSLContext | None = None,
+    ca_file: str | os.PathLike[str] | None = None,
 ) -> Diagnosis:
     """Ask the server at ``url`` (including its ``base_url``) what it knows of this client.
 
     Needs no credentials. Raises ``tornado.httpclient.HTTPClientError`` (403) when the
-    server refuses ``origin``, and ``OSError`` when it cannot be reached.
+    server refuses ``origin``, and ``OSError`` when it cannot be reached. ``ssl`` and
+    ``ca_file`` say which certificates to trust, as for ``TunnelClient.connect``.
     """
-    endpoint = Endpoint(url, cookies=cookies or {}, origin=origin, connect_timeout=connect_timeout)
+    endpoint = Endpoint(
+        url,
+        cookies=cookies or {},
+        origin=origin,
+        connect_timeout=connect_timeout,
+        ssl_context=client_ssl_context(ssl, ca_file),
+    )
     query = {"min_version": min_version} if min_version else None
     connection = await endpoint.open(DIAGNOSE_PATH, query)
     try:

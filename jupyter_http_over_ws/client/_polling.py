@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import ssl
 from collections import deque
 from typing import Any, Final
 
@@ -32,7 +33,7 @@ from ..wire.polling import (
     encode_envelope,
     parse_batch,
 )
-from ._connect import Endpoint
+from ._connect import Endpoint, certificate_error
 from ._http import HttpResponse, KeepAliveClient
 from ._polled_socket import PolledWebSocket
 from ._transport import OnClosed, OnMessage, not_attached
@@ -106,7 +107,7 @@ class PollingTransport:
         With ``on_message`` and ``on_closed`` the session is attached to them at once;
         without, call :meth:`attach` before it runs.
         """
-        http = KeepAliveClient()
+        http = KeepAliveClient(ssl_context=endpoint.ssl_context)
         query = {"min_version": min_version} if min_version else None
         try:
             response = await http.fetch(
@@ -120,6 +121,9 @@ class PollingTransport:
             if response.code != 200:
                 raise httpclient.HTTPClientError(response.code, _message(response), None)
             session = json.loads(response.body)
+        except ssl.SSLCertVerificationError as error:
+            http.close()
+            raise certificate_error(endpoint.url, error) from error
         except BaseException:
             http.close()
             raise

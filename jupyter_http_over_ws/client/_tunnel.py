@@ -6,7 +6,9 @@ import asyncio
 import dataclasses
 import functools
 import itertools
+import os
 from collections.abc import Callable, Mapping, Sequence
+from ssl import SSLCertVerificationError, SSLContext
 from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -23,7 +25,7 @@ from ..wire.protocol import (
     encode_request,
     parse_reply,
 )
-from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint
+from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint, client_ssl_context
 from ._polling import PollingTransport
 from ._responses import Response, StreamingResponse, _StreamContext
 from ._transport import Transport, TunnelWebSocket
@@ -114,6 +116,8 @@ class TunnelClient:
         transports: Sequence[str] = TRANSPORTS,
         upgrade_interval: float = DEFAULT_UPGRADE_INTERVAL,
         on_transport_change: Callable[[str], None] | None = None,
+        ssl: SSLContext | None = None,
+        ca_file: str | os.PathLike[str] | None = None,
     ) -> TunnelClient:
         """Open the tunnel to the Jupyter server at ``url`` (including its ``base_url``).
 
@@ -133,6 +137,13 @@ class TunnelClient:
         is called on every change. ``transports=("websocket",)`` never polls.
         Raises ``tornado.httpclient.HTTPClientError`` (403) when the server refuses
         (credentials and origin refusals do not fall back: polling would get the same).
+
+        TLS (``https://`` URLs): the server's certificate is always verified, against
+        the system's CAs (``SSL_CERT_FILE`` names another bundle) unless ``ca_file``
+        (a PEM file of the CAs to trust instead) or ``ssl`` (an ``ssl.SSLContext``, as
+        asyncio and aiohttp take it) says otherwise. A certificate that does not verify
+        raises ``ssl.SSLCertVerificationError`` naming the problem (unknown CA, wrong
+        host name, expired) and the fix; it does not fall back to polling.
         """
         unknown = set(transports) - set(TRANSPORTS)
         if unknown or not transports:
@@ -145,6 +156,7 @@ class TunnelClient:
             headers=dict(headers or {}),
             connect_timeout=connect_timeout,
             max_message_size=max_message_size,
+            ssl_context=client_ssl_context(ssl, ca_file),
         )
         query: dict[str, str] = {}
         if min_version:
@@ -508,7 +520,9 @@ class TunnelClient:
 
 
 def _refused(error: BaseException) -> bool:
-    """Whether the server itself refused the tunnel (credentials, origin): no fallback helps."""
+    """Whether the server refused the tunnel (credentials, origin, certificate): no fallback."""
+    if isinstance(error, SSLCertVerificationError):
+        return True  # the polling transport meets the same certificate
     return isinstance(error, HTTPClientError) and error.code in (401, 403)
 
 

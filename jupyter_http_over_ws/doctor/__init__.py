@@ -113,6 +113,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=20.0, help="seconds per network step (default 20)"
     )
+    parser.add_argument(
+        "--ca-file",
+        help="a PEM file of the CAs to trust for an https:// server (default: the system's, "
+        "or SSL_CERT_FILE)",
+    )
     parser.add_argument("--json", action="store_true", help="print the findings as JSON")
     parser.set_defaults(run=run)
 
@@ -126,6 +131,7 @@ def run(args: argparse.Namespace, out: Callable[[str], None] = print) -> int:
         min_version=args.min_version,
         kernel=args.kernel,
         timeout=args.timeout,
+        ca_file=args.ca_file,
     )
     report = asyncio.run(examine(target))
     out(render_json(report) if args.json else render_text(report))

@@ -9,6 +9,7 @@ hands the open tunnel to the checks that follow.
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -44,7 +45,11 @@ def _describe_mismatch(allowed: str, origin: str) -> str | None:
 
 
 async def _cors(
-    url: str, origin: str, timeout: float, token: str | None = None
+    url: str,
+    origin: str,
+    timeout: float,
+    token: str | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> tuple[str | None, bool] | None:
     """``Access-Control-Allow-Origin`` and ``-Credentials`` of ``GET api`` from ``origin``.
 
@@ -53,7 +58,7 @@ async def _cors(
     ``allow_origin`` as it is written.
     """
     try:
-        response = await get_api(url, timeout, origin, token)
+        response = await get_api(url, timeout, origin, token, ssl_context=ssl_context)
     except Exception:
         return None
     if response.code != 200:
@@ -64,14 +69,18 @@ async def _cors(
 
 
 async def _configured_origin(
-    url: str, origin: str, timeout: float, token: str | None
+    url: str,
+    origin: str,
+    timeout: float,
+    token: str | None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> str | None:
     """The server's ``allow_origin`` when it can be seen, for a refused ``origin``."""
-    seen = await _cors(url, origin, timeout, token) if token else None
+    seen = await _cors(url, origin, timeout, token, ssl_context) if token else None
     if seen is not None and seen[0] and seen[0] != origin:
         return seen[0]  # a token-authenticated request shows allow_origin as configured
     # Without a usable token: the commonest mistake is a trailing slash; ask with one.
-    slashed = await _cors(url, origin + "/", timeout)
+    slashed = await _cors(url, origin + "/", timeout, None, ssl_context)
     if slashed is not None and slashed[0] == origin + "/":
         return slashed[0]
     return None
@@ -110,7 +119,10 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
             f"write it as '{origin}' here and in {_flag(origin)}",
         )
     try:
-        await bounded(diagnose(url, origin=origin, connect_timeout=target.timeout), target.timeout)
+        await bounded(
+            diagnose(url, origin=origin, connect_timeout=target.timeout, ssl=target.ssl_context),
+            target.timeout,
+        )
     except HTTPClientError as error:
         if error.code != 403:
             report.add(
@@ -120,7 +132,7 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
                 READ_LOG,
             )
             return False
-        allowed = await _configured_origin(url, origin, target.timeout, token)
+        allowed = await _configured_origin(url, origin, target.timeout, token, target.ssl_context)
         mistake = _describe_mismatch(allowed, origin) if allowed else None
         if allowed and mistake:
             message = (
@@ -142,7 +154,7 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
             "'<regex>' matching every origin you need)",
         )
         return False
-    cors = await _cors(url, origin, target.timeout)
+    cors = await _cors(url, origin, target.timeout, None, target.ssl_context)
     allowed, credentials = cors if cors is not None else (None, False)
     if allowed == "*":
         how = "allow_origin='*' admits every site (only safe on a machine nobody else reaches)"
@@ -200,6 +212,7 @@ async def open_tunnel(
             min_version=target.min_version,
             connect_timeout=target.timeout,
             transports=transports,
+            ssl=target.ssl_context,
             **credentials,
         ),
         target.timeout,

@@ -25,7 +25,46 @@ UPGRADE_NOT_RECEIVED = 400
 Extension = Literal["loaded", "problem", "no-websocket"]
 
 
-def _unreachable(url: str, error: BaseException) -> tuple[str, str]:
+#: ``verify_code`` values of a host name or address the certificate does not list
+#: (OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH and X509_V_ERR_IP_ADDRESS_MISMATCH).
+NAME_MISMATCH_CODES = frozenset({62, 64})
+#: ``verify_code`` values of a chain that ends at no trusted CA: self-signed
+#: (18, 19: the CA sent along) or its issuer unknown (20, 21).
+UNKNOWN_ISSUER_CODES = frozenset({18, 19, 20, 21})
+
+
+def _untrusted(
+    host: str, port: int, error: ssl.SSLCertVerificationError, ca_file: str | None
+) -> tuple[str, str]:
+    """A certificate that does not verify: the name is not in it, or its CA is unknown."""
+    problem = error.verify_message or str(error)
+    if error.verify_code in NAME_MISMATCH_CODES:
+        return (
+            f"The server's TLS certificate is not valid for the name {host!r} ({problem}).",
+            "use a URL with a name the certificate lists (`openssl s_client -connect "
+            f"{host}:{port} </dev/null | openssl x509 -noout -ext subjectAltName` shows "
+            f"them), or give the server a certificate for {host} (--ServerApp.certfile "
+            "and --ServerApp.keyfile)",
+        )
+    if ca_file:
+        fix = (
+            f"the CAs in --ca-file {ca_file} did not sign it: give the bundle of the CA "
+            "that did (or the server's full chain, --ServerApp.certfile with the "
+            "intermediate certificates)"
+        )
+    else:
+        fix = (
+            "if a private CA signed it, trust that CA: `--ca-file ca.pem` here, "
+            "`ca_file=` in the Python client, or SSL_CERT_FILE=ca.pem for both; a browser "
+            "needs the CA in its trust store. Else use a certificate this machine trusts"
+        )
+    message = f"The server's TLS certificate is not trusted ({problem})"
+    if error.verify_code in UNKNOWN_ISSUER_CODES:
+        message += ": no CA this machine trusts signed it"
+    return (message + ".", fix)
+
+
+def _unreachable(url: str, error: BaseException, ca_file: str | None = None) -> tuple[str, str]:
     """Why ``url`` cannot be reached at all, in one sentence, and the fix."""
     from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
@@ -43,11 +82,7 @@ def _unreachable(url: str, error: BaseException) -> tuple[str, str]:
             "check the host in the URL (for a server on this machine, use localhost)",
         )
     if isinstance(error, ssl.SSLCertVerificationError):
-        return (
-            f"The server's TLS certificate is not trusted ({error.verify_message}).",
-            "use a certificate this machine trusts, or point SSL_CERT_FILE at the CA that "
-            "signed it",
-        )
+        return _untrusted(host, port, error, ca_file)
     if isinstance(error, ssl.SSLError):
         return (
             f"The TLS handshake with {host}:{port} failed ({error.reason or error}): the "
@@ -73,7 +108,9 @@ def _unreachable(url: str, error: BaseException) -> tuple[str, str]:
     return (f"{url} cannot be reached: {error}.", "check the URL and that the server is running")
 
 
-async def _other_scheme(url: str, error: BaseException, timeout: float) -> str | None:
+async def _other_scheme(
+    url: str, error: BaseException, timeout: float, ssl_context: ssl.SSLContext | None = None
+) -> str | None:
     """``url`` with the other scheme, if the failure came from using the wrong one."""
     from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
 
@@ -88,7 +125,7 @@ async def _other_scheme(url: str, error: BaseException, timeout: float) -> str |
     else:
         return None
     try:
-        await get_api(other, min(timeout, 5.0))
+        await get_api(other, min(timeout, 5.0), ssl_context=ssl_context)
     except ssl.SSLCertVerificationError:
         return other  # it speaks TLS, with a certificate this machine does not trust
     except Exception:
@@ -101,11 +138,11 @@ async def check_reachable(report: Report, target: Target, url: str) -> str | Non
     first_status: int | None = None
     for candidate in base_url_candidates(url):
         try:
-            response = await get_api(candidate, target.timeout)
+            response = await get_api(candidate, target.timeout, ssl_context=target.ssl_context)
         except Exception as error:
-            other = await _other_scheme(candidate, error, target.timeout)
+            other = await _other_scheme(candidate, error, target.timeout, target.ssl_context)
             if other is None:
-                report.add("reachable", PROBLEM, *_unreachable(candidate, error))
+                report.add("reachable", PROBLEM, *_unreachable(candidate, error, target.ca_file))
             else:
                 speaks = "HTTPS" if other.startswith("https:") else "plain HTTP"
                 report.add(
@@ -166,7 +203,12 @@ async def check_extension(report: Report, target: Target, url: str) -> Extension
 
     try:
         answer = await bounded(
-            diagnose(url, min_version=target.min_version, connect_timeout=target.timeout),
+            diagnose(
+                url,
+                min_version=target.min_version,
+                connect_timeout=target.timeout,
+                ssl=target.ssl_context,
+            ),
             target.timeout,
         )
     except HTTPClientError as error:

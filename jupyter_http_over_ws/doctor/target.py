@@ -9,6 +9,8 @@ and shows the CORS headers its ``allow_origin`` settings produce.
 from __future__ import annotations
 
 import asyncio
+import functools
+import ssl
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -32,6 +34,14 @@ class Target:
     kernel: bool = True
     timeout: float = 20.0
     kernel_timeout: float = 60.0
+    #: A PEM bundle of the CAs to trust for an ``https://`` server (``--ca-file``);
+    #: ``None``: the system's (``SSL_CERT_FILE`` names another bundle).
+    ca_file: str | None = None
+
+    @functools.cached_property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The TLS context every request uses: ``ca_file``'s CAs, or ``None`` (the system's)."""
+        return ssl.create_default_context(cafile=self.ca_file) if self.ca_file else None
 
     @property
     def browser_origin(self) -> str | None:
@@ -74,9 +84,17 @@ async def bounded(awaitable: Awaitable[T], timeout: float) -> T:
 
 
 async def get_api(
-    url: str, timeout: float, origin: str | None = None, token: str | None = None
+    url: str,
+    timeout: float,
+    origin: str | None = None,
+    token: str | None = None,
+    *,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> Any:
-    """``GET {url}api`` (no redirects), as ``origin`` with ``token``; never raises on status."""
+    """``GET {url}api`` (no redirects), as ``origin`` with ``token``; never raises on status.
+
+    An ``https://`` server's certificate is verified, against ``ssl_context`` if given.
+    """
     from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
     headers = {"Origin": origin} if origin else {}
@@ -88,5 +106,6 @@ async def get_api(
         connect_timeout=timeout,
         request_timeout=timeout,
         follow_redirects=False,
+        ssl_options=ssl_context,
     )
     return await AsyncHTTPClient().fetch(request, raise_error=False)
