@@ -201,6 +201,8 @@ class TunnelSession:
             while self._pending:
                 frame, binary = self._pending[0]
                 await self._send_quietly(frame, binary)
+                if self._closed and not self._pending:
+                    return  # close() dropped the queue meanwhile
                 self._pending.popleft()
                 self._pending_bytes -= len(frame)
                 if self._pending_bytes <= MAX_PENDING_REPLY_BYTES:
