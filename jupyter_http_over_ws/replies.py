@@ -9,6 +9,9 @@ It also owns the rule "exactly one final (``done: true``) frame per request": ei
 :meth:`ReplyStream.run` sends it with the end of the response, or
 :meth:`ReplyStream.end_early` sends it when the request is cut short (cancel,
 shutdown, failure), and never both.
+
+A :class:`BoundedSend` holds a socket's write buffer to a byte budget across all the
+requests (and error replies) that write to it at once.
 """
 
 from __future__ import annotations
@@ -24,11 +27,71 @@ from tornado.iostream import StreamClosedError
 from .wire.framing import JSON, Framing
 from .wire.protocol import ProtocolError, encode_error
 
-__all__ = ["ReplyStream", "SendFrame"]
+__all__ = ["BoundedSend", "ReplyStream", "SendFrame"]
 
 #: Sends one frame to the client (text if the flag is false, binary if true);
 #: resolves once it is written to the socket.
 SendFrame = Callable[[bytes, bool], Awaitable[None]]
+
+
+class BoundedSend:
+    """A :data:`SendFrame` that keeps at most ``budget`` bytes written but not yet flushed.
+
+    Tornado's ``write_message`` appends a frame to the socket's write buffer at once and
+    resolves when it has been flushed to the socket. Each reply waits for its frame's
+    flush before it sends the next, but many replies at once (``max_requests_in_flight``
+    of them) to a client that does not read would still fill the buffer without bound.
+    Past the budget, a frame waits its turn (first come, first served) before it is
+    written; one frame is always let through, however large.
+    """
+
+    def __init__(self, write: SendFrame, budget: int) -> None:
+        self._write = write
+        self._budget = budget
+        self._unflushed = 0  # bytes written (or let through) and not yet flushed
+        self._waiting: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @property
+    def unflushed(self) -> int:
+        """Bytes written to the socket and not yet flushed."""
+        return self._unflushed
+
+    async def __call__(self, frame: bytes, binary: bool) -> None:
+        """Write ``frame`` once it fits the budget; resolve once it is flushed."""
+        size = len(frame)
+        if self._waiting or not self._fits(size):
+            turn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiting.append((size, turn))
+            try:
+                await turn
+            except asyncio.CancelledError:
+                if turn.done() and not turn.cancelled():  # its turn came: pass it on
+                    self._unflushed -= size
+                    self._let_through()
+                raise
+        else:
+            self._unflushed += size
+        try:
+            await self._write(frame, binary)
+        finally:
+            self._unflushed -= size
+            self._let_through()
+
+    def _fits(self, size: int) -> bool:
+        return self._unflushed == 0 or self._unflushed + size <= self._budget
+
+    def _let_through(self) -> None:
+        """Give the turn to waiting frames, in order, as far as the budget allows."""
+        while self._waiting:
+            size, turn = self._waiting[0]
+            if turn.done():  # its sender was cancelled while it waited
+                self._waiting.popleft()
+                continue
+            if not self._fits(size):
+                return
+            self._waiting.popleft()
+            self._unflushed += size
+            turn.set_result(None)
 
 
 class ReplyStream:

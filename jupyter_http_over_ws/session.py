@@ -5,6 +5,15 @@ A transport (the WebSocket handler today) feeds every client text frame to
 reply frames. Each valid request runs in its own task, so one slow or large
 response never holds up the others (no head-of-line blocking), and every
 request ends with exactly one ``done: true`` frame, whatever happens to it.
+
+Memory stays bounded for a client that sends without reading its replies. A
+request's reply holds at most one frame's worth at a time (the reply stream's
+backpressure), and requests are bounded by ``max_in_flight``. The replies that are
+not a request's own (a refused message's error, a cancel's 499) wait in one queue,
+sent in order by one task, bounded by :data:`MAX_PENDING_REPLY_BYTES`: while it is
+over that, :meth:`TunnelSession.wait_for_room` waits, and the transport takes no
+next message from the client until it returns (the WebSocket handler stops reading
+its socket; a polling send is acknowledged only as far as it was taken).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -34,6 +44,9 @@ SHUTDOWN_TEXT = "Server shutting down."
 #: (nginx's "client closed request").
 CANCELLED_STATUS = 499
 CANCELLED_TEXT = "Request cancelled by the client."
+#: The most bytes of error and cancel replies one session holds unsent before it takes
+#: no next message (at least one reply is always held, whatever its size).
+MAX_PENDING_REPLY_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,13 @@ class TunnelSession:
         self._by_id: dict[Any, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[None]] = set()
         self._closed = False
+        # Error and cancel replies, sent in order by one task; their bytes, once queued
+        # and until sent, count against MAX_PENDING_REPLY_BYTES.
+        self._pending: deque[tuple[bytes, bool]] = deque()
+        self._pending_bytes = 0
+        self._sender: asyncio.Task[None] | None = None
+        self._room = asyncio.Event()
+        self._room.set()
 
     @property
     def in_flight(self) -> int:
@@ -95,8 +115,25 @@ class TunnelSession:
             return 0.0
         return time.monotonic() - self._last_activity
 
+    @property
+    def has_room(self) -> bool:
+        """Whether the session takes a next message (its unsent error replies are under bound)."""
+        return self._room.is_set()
+
+    async def wait_for_room(self) -> None:
+        """Wait until the session may take a next message, or has closed.
+
+        A transport awaits this between two client messages: a client that does not
+        read its replies is then no longer read from either (backpressure), instead of
+        piling up error replies in the server's memory.
+        """
+        await self._room.wait()
+
     def receive(self, message: str | bytes) -> None:
-        """Handle one client frame: start its request, or answer the error it causes."""
+        """Handle one client frame: start its request, or answer the error it causes.
+
+        It always takes the message; call :meth:`wait_for_room` before the next one.
+        """
         if self._closed:
             return
         self._last_activity = time.monotonic()
@@ -108,7 +145,7 @@ class TunnelSession:
             self._check_limits(request)
         except ProtocolError as error:
             self._log.info("http_over_websocket: refused message: %s %s", error.status, error)
-            self._spawn(self._send_quietly(encode_error(error)))
+            self._queue_reply(encode_error(error), False)
             return
         reply = self._reply_stream(request)
         task = asyncio.create_task(self._run(request, reply))
@@ -147,7 +184,33 @@ class TunnelSession:
         # Claimed now, sent in the background: a shutdown right after cannot replace it.
         ending = reply.claim_end(CANCELLED_STATUS, CANCELLED_TEXT)
         if ending is not None:
-            self._spawn(self._send_quietly(*ending))
+            self._queue_reply(*ending)
+
+    def _queue_reply(self, frame: bytes, binary: bool) -> None:
+        """Queue a reply that is no request's own; one task sends the queue in order."""
+        self._pending.append((frame, binary))
+        self._pending_bytes += len(frame)
+        if self._pending_bytes > MAX_PENDING_REPLY_BYTES:
+            self._room.clear()
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_pending())
+            self._background.add(self._sender)
+
+    async def _send_pending(self) -> None:
+        try:
+            while self._pending:
+                frame, binary = self._pending[0]
+                await self._send_quietly(frame, binary)
+                if self._closed and not self._pending:
+                    return  # close() dropped the queue meanwhile
+                self._pending.popleft()
+                self._pending_bytes -= len(frame)
+                if self._pending_bytes <= MAX_PENDING_REPLY_BYTES:
+                    self._room.set()
+        finally:
+            if self._sender is asyncio.current_task():
+                self._background.discard(self._sender)
+                self._sender = None
 
     async def _run(self, request: HttpRequest, reply: ReplyStream) -> None:
         try:
@@ -177,11 +240,6 @@ class TunnelSession:
         except Exception:  # the socket closed under us: nobody left to tell
             self._log.debug("http_over_websocket: reply dropped, the socket is closed")
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._last_activity = time.monotonic()
         reply = self._in_flight.pop(task, None)
@@ -193,12 +251,16 @@ class TunnelSession:
     def close(self) -> None:
         """The client is gone: cancel every request (their handlers see a closed connection)."""
         self._closed = True
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._room.set()  # a transport waiting for room goes on, and finds the session closed
         for task in list(self._in_flight) + list(self._background):
             task.cancel()
 
     async def shutdown(self) -> None:
         """The server is stopping: end every request with a final frame, then cancel it."""
         self._closed = True
+        self._room.set()
         replies = list(self._in_flight.items())
         for task, _ in replies:
             task.cancel()

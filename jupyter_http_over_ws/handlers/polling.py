@@ -20,6 +20,7 @@ from tornado import web
 
 from .._version import __version__
 from ..polling import CLOSED_BY_CLIENT, PollingSession
+from ..polling.session import SendBusyError
 from ..runtime import Refusal
 from ..wire.handshake import check_min_version
 from ..wire.names import POLLING_PATH
@@ -171,9 +172,15 @@ class PollingSendHandler(PollingHandler):
                 self.write_json(e.status, {"message": e.status_text})
                 return
             try:
-                ack = session.deliver(batch)
+                ack = await session.deliver_within(batch, self.extension.poll_timeout)
             except OutOfOrderError as gap:
                 self.write_json(409, {"ack": gap.ack})
+                return
+            except SendBusyError as busy:
+                # A client that does not read its replies: no second send waits for room.
+                self.set_header("Retry-After", "1")
+                message = "An earlier send waits for the client to read its replies"
+                self.write_json(503, {"ack": busy.ack, "message": message})
                 return
             # Backpressure: answer once proxied sockets have taken most of what was sent.
             await session.inbound_settled(self.extension.polling_buffer_size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyter_server.auth.decorator import ws_authenticated
@@ -12,11 +13,16 @@ from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from .._version import __version__
+from ..replies import BoundedSend
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from ..wire.framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
 from ..wire.handshake import check_min_version
 from ..wire.names import CloseCode
 from .base import TunnelSocketMixin
+
+#: How many reply frames' worth of bytes (``chunk_size`` each) may wait in the socket's
+#: write buffer at once, across all of a client's requests (see :class:`BoundedSend`).
+WRITE_BUFFER_FRAMES = 16
 
 
 class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, JupyterHandler):  # type: ignore[misc]
@@ -51,7 +57,8 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         if refusal is not None:
             self.close(*refusal)
             return
-        self.session = self.registry.tunnel_session(self, self._send_frame, framing=self.framing)
+        send = BoundedSend(self._send_frame, WRITE_BUFFER_FRAMES * self.extension.chunk_size)
+        self.session = self.registry.tunnel_session(self, send, framing=self.framing)
         self._idle_check = self.registry.watch_idle(self.session, self.close)
         if self.framing.binary:
             self.write_message(binary_hello(__version__), binary=False)
@@ -63,10 +70,20 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         except WebSocketClosedError as e:  # the client is gone: a closed stream, as in HTTP
             raise StreamClosedError(real_error=e) from None
 
-    def on_message(self, message: str | bytes) -> None:
-        """Start the request a client frame asks for; never wait for it here."""
-        if self.session is not None:
-            self.session.receive(message)
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
+        """Start the request a client frame asks for; never wait for the request here.
+
+        Tornado reads the client's next frame at once, unless this returns an
+        awaitable: then once it resolves. It does when the client has left too many
+        error replies unread, until they are sent, so a client that does not read is
+        not read from either (backpressure).
+        """
+        if self.session is None:
+            return None
+        self.session.receive(message)
+        if self.session.has_room:
+            return None
+        return self.session.wait_for_room()
 
     def on_close(self) -> None:
         """Cancel what is still running for this client."""

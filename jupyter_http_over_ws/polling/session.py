@@ -31,6 +31,7 @@ from ..wire.polling import (
     CloseEnvelope,
     Envelope,
     OpenEnvelope,
+    OutOfOrderError,
     SendBatch,
     SendSequencer,
     TextEnvelope,
@@ -42,6 +43,18 @@ from .channels import ChannelOpener, PolledChannel
 
 #: Session-level close codes, reported in the last ``recv`` answer (``closed``).
 CLOSED_BY_CLIENT = CloseCode.NORMAL
+#: The most ``closed`` envelopes refusing a client's ``open`` that may wait for room in
+#: the outgoing buffer; past that, the session takes no more envelopes until one is queued.
+MAX_PENDING_REFUSALS = 64
+
+
+class SendBusyError(Exception):
+    """A send arrived while an earlier one still waits for room: it is not queued."""
+
+    def __init__(self, ack: int) -> None:
+        super().__init__(f"another send is waiting for room (ack {ack})")
+        #: The number of the next client envelope expected.
+        self.ack = ack
 
 
 class Admission(Protocol):
@@ -88,6 +101,9 @@ class PollingSession:
         self._poll_superseded = asyncio.Event()
         self.closed: tuple[int, str] | None = None
         self._on_close: list[Callable[[PollingSession], None]] = []
+        self._pending_refusals = 0
+        self._refusal_sent = asyncio.Event()
+        self._send_waiting = False
 
     # ------------------------------------------------------------ activity and expiry
 
@@ -114,14 +130,70 @@ class PollingSession:
         """The number of the next client envelope expected."""
         return self._incoming.ack
 
-    def deliver(self, batch: SendBatch) -> int:
-        """Act on a ``send`` batch's new envelopes, in order; return the new ``ack``.
+    @property
+    def has_room(self) -> bool:
+        """Whether the session takes a next client envelope.
 
-        Raises :class:`~..wire.polling.OutOfOrderError` when the batch leaves a gap.
+        Not while the replies it owes the client are over their bound: the tunnel's
+        error replies (:meth:`~..session.TunnelSession.has_room`) or the ``closed``
+        envelopes of refused ``open`` s (:data:`MAX_PENDING_REFUSALS`).
         """
-        for envelope in self._incoming.accept(batch.seq, batch.messages):
-            self._deliver_one(envelope)
+        return self.tunnel.has_room and self._pending_refusals < MAX_PENDING_REFUSALS
+
+    def deliver(self, batch: SendBatch) -> int:
+        """Act on a ``send`` batch's new envelopes, in order, while there is room.
+
+        Returns the new ``ack``: past the last envelope taken, which is short of the
+        batch's end when the session ran out of room (:attr:`has_room`). Raises
+        :class:`~..wire.polling.OutOfOrderError` when the batch leaves a gap.
+        """
+        if batch.seq > self._incoming.ack:
+            raise OutOfOrderError(self._incoming.ack)
+        for index in range(self._incoming.ack - batch.seq, len(batch.messages)):
+            if not self.has_room and self.closed is None:
+                break
+            for envelope in self._incoming.accept(
+                batch.seq + index, batch.messages[index : index + 1]
+            ):
+                self._deliver_one(envelope)
         return self._incoming.ack
+
+    async def deliver_within(self, batch: SendBatch, patience: float) -> int:
+        """:meth:`deliver` the batch, waiting for room up to ``patience`` seconds in all.
+
+        A client that does not read its replies makes the session run out of room;
+        what is left of the batch then stays with the client, whose next send carries
+        it again (the answer's ``ack`` says where it stopped). Only one send waits:
+        another that finds the session out of room meanwhile raises
+        :class:`SendBusyError` at once, holding nothing. Raises
+        :class:`~..wire.polling.OutOfOrderError` for a gap.
+        """
+        if self._send_waiting and not self.has_room:
+            raise SendBusyError(self._incoming.ack)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + patience
+        ack = self.deliver(batch)
+        while ack < batch.seq + len(batch.messages) and self.closed is None:
+            if self._send_waiting:
+                raise SendBusyError(ack)
+            self._send_waiting = True
+            try:
+                await asyncio.wait_for(self._room(), deadline - loop.time())
+            except asyncio.TimeoutError:
+                return ack
+            finally:
+                self._send_waiting = False
+            ack = self.deliver(batch)
+        return ack
+
+    async def _room(self) -> None:
+        """Wait until :attr:`has_room` (or the session has closed)."""
+        while not self.has_room and self.closed is None:
+            if not self.tunnel.has_room:
+                await self.tunnel.wait_for_room()
+            else:
+                self._refusal_sent.clear()
+                await self._refusal_sent.wait()
 
     def _deliver_one(self, envelope: Envelope) -> None:
         if self.closed is not None:
@@ -178,7 +250,14 @@ class PollingSession:
     def _spawn_closed(self, channel: int, code: int, reason: str) -> None:
         envelope = encode_envelope(ClosedEnvelope(channel, code, reason))
         task = asyncio.ensure_future(self.post(envelope))
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self._pending_refusals += 1
+        task.add_done_callback(self._refusal_done)
+
+    def _refusal_done(self, task: asyncio.Future[None]) -> None:
+        if not task.cancelled():
+            task.exception()  # retrieved: a closed session drops it
+        self._pending_refusals -= 1
+        self._refusal_sent.set()
 
     def channel_ended(self, channel: PolledChannel) -> None:
         """Called by a channel once its ``closed`` envelope is queued (or the session ended)."""
@@ -251,6 +330,7 @@ class PollingSession:
         if self.closed is not None:
             return
         self.closed = (code, reason)
+        self._refusal_sent.set()
         self.tunnel.close()
         for channel in list(self.channels.values()):
             going_away = code == CloseCode.GOING_AWAY

@@ -32,9 +32,14 @@ class FakeTunnel:
         self.received: list[str | bytes] = []
         self.closed = False
         self.shut_down = False
+        self.has_room = True  # False: its error replies are over their bound
+        self.room = asyncio.Event()
 
     def receive(self, message):
         self.received.append(message)
+
+    async def wait_for_room(self):
+        await self.room.wait()
 
     def close(self):
         self.closed = True

@@ -30,7 +30,9 @@ from jupyter_http_over_ws.wire.protocol import (
     UNCAUGHT_ERROR,
     HttpRequest,
     PathPolicy,
+    ProtocolError,
     ReplyFrame,
+    encode_error,
 )
 
 pytestmark = pytest.mark.timeout(10)
@@ -372,3 +374,71 @@ async def test_idle_seconds(make_session, monkeypatch):
     session.receive("not json")  # any message counts as activity, even a refused one
     clock.now += 1
     assert session.idle_seconds() == 1
+
+
+# ------------------------------------------------------------------ a client that does not read
+
+
+async def test_error_replies_wait_in_one_bounded_queue_and_go_out_in_order(make_session):
+    """Refused messages of a client that does not read: one send at a time, then no room."""
+    session, _, send = make_session(SessionLimits(max_body_size=1), send=RecordingSend(gated=True))
+    taken = 0
+    while session.has_room:
+        session.receive(request(taken, body="too big"))
+        taken += 1
+        assert taken < 100_000, "the session never ran out of room"
+    held = sum(len(error_frame_bytes(i)) for i in range(taken))
+    assert held - len(error_frame_bytes(taken - 1)) <= session_module.MAX_PENDING_REPLY_BYTES
+    await settle()
+    assert send.entered == 1  # one reply on its way, the others wait in order
+    waiting = asyncio.ensure_future(session.wait_for_room())
+    await settle()
+    assert not waiting.done()  # the transport takes no next message meanwhile
+    send.release(taken)
+    await until(lambda: len(send.sent) == taken)
+    assert waiting.done()
+    assert session.has_room
+    assert [f.message_id for f in send.frames] == list(range(taken))  # in arrival order
+    assert {f.status for f in send.frames} == {413}
+
+
+def error_frame_bytes(message_id):
+    return encode_error(ProtocolError(413, "Request body larger than 1 bytes", message_id))
+
+
+async def test_429s_and_cancels_count_against_the_same_bound(make_session):
+    session, dispatcher, send = make_session(
+        SessionLimits(max_in_flight=1), send=RecordingSend(gated=True)
+    )
+    session.receive(request("slow", "/hang"))
+    await until(lambda: len(dispatcher.started) == 1)
+    session.receive(cancel("slow"))  # its 499 goes first
+    await until(lambda: session.in_flight == 0)
+    session.receive(request("next", "/hang"))
+    await until(lambda: len(dispatcher.started) == 2)
+    taken = 0
+    while session.has_room:
+        session.receive(request(taken))
+        taken += 1
+        assert taken < 100_000, "the session never ran out of room"
+    await settle()
+    assert send.entered == 1
+    send.release(taken + 1)
+    await until(lambda: len(send.sent) == taken + 1)
+    assert send.frames[0] == error_frame("slow", CANCELLED_STATUS, CANCELLED_TEXT)
+    assert [(f.message_id, f.status) for f in send.frames[1:]] == [(i, 429) for i in range(taken)]
+    assert session.has_room
+
+
+async def test_close_lets_a_transport_waiting_for_room_go_on(make_session):
+    session, _, send = make_session(send=RecordingSend(gated=True))
+    while session.has_room:
+        session.receive("not json")
+    waiting = asyncio.ensure_future(session.wait_for_room())
+    await settle()
+    assert not waiting.done()
+    session.close()
+    await asyncio.wait_for(waiting, 1)
+    session.receive("not json")  # a closed session takes nothing more
+    await settle()
+    assert send.entered == 1
