@@ -9,6 +9,33 @@ import { STATIC_PREFIX } from "./names.js";
 /** The client's entry module, served by the extension to every origin. */
 const STATIC_PATH = STATIC_PREFIX + "index.js";
 
+/** Does `baseUrl` look like a user's server behind JupyterHub (`…/user/<name>/`)? */
+function looksLikeHub(baseUrl) {
+  return /\/user\/[^/]+\/$/.test(new URL(baseUrl).pathname);
+}
+
+/**
+ * Why the server refused the tunnel's credentials, for `failures` (what each transport
+ * answered) and `options` (`token`, `baseUrl`).
+ */
+export function refusedWhy(failures, options) {
+  if (!options.token) {
+    return "no token was given, and browsers do not send a login cookie on a cross-site WebSocket " +
+      "upgrade, so pass the server's token (connect({ url, token })). ";
+  }
+  const onlyWebSocket = failures.every((f) => f.transport === "websocket");
+  if (onlyWebSocket && looksLikeHub(options.baseUrl)) {
+    // JupyterHub 5+ takes ?token= on a WebSocket only with Sec-Fetch-Mode: websocket,
+    // which Chromium does not send; a browser cannot put the token in a header there.
+    return "the token is wrong, or this is a JupyterHub (5 or later) user server, which refuses " +
+      "a token in a WebSocket's URL unless the browser sends Sec-Fetch-Mode: websocket " +
+      "(Chromium does not). Allow polling (connect()'s default transports fall back to it; " +
+      "it sends the token in the Authorization header), or have the hub's operator set " +
+      "JUPYTERHUB_ALLOW_TOKEN_IN_URL=1 in c.Spawner.environment. ";
+  }
+  return "the token is wrong: use the one the server printed at start (`jupyter server list` shows it). ";
+}
+
 /** Plain words for why no transport could be opened (asks `diagnose` when that helps). */
 export async function explain(failures, options) {
   const version = failures.find((f) => f.error.kind === "version");
@@ -55,10 +82,7 @@ export async function explain(failures, options) {
     );
   }
   if (diagnosis) {
-    const why = options.token
-      ? "the token is wrong: use the one the server printed at start (`jupyter server list` shows it). "
-      : "no token was given, and browsers do not send a login cookie on a cross-site WebSocket " +
-        "upgrade, so pass the server's token (connect({ url, token })). ";
+    const why = refusedWhy(failures, options);
     return new TunnelError(
       "refused",
       `The server (jupyter-http-over-ws ${diagnosis.extension_version}) refused the tunnel: ${why}` +

@@ -83,8 +83,12 @@ class HubError(RuntimeError):
 class Hub:
     """JupyterHub with configurable-http-proxy on free loopback ports, under ``work``."""
 
-    def __init__(self, work: Path, *, page_origin: str) -> None:
+    def __init__(
+        self, work: Path, *, page_origin: str, environment: dict[str, str] | None = None
+    ) -> None:
         self.work = work
+        #: More environment for the single-user servers (``c.Spawner.environment``).
+        self.environment = dict(environment or {})
         self.work.mkdir(parents=True, exist_ok=True)
         self.page_origin = page_origin
         self.port = free_port()
@@ -133,6 +137,7 @@ class Hub:
                 "JUPYTERHUB_ACTIVITY_INTERVAL": "1",
                 "JUPYTER_PLATFORM_DIRS": "1",
                 "HOWS_HUB_TEST": self.marker,
+                **self.environment,
             },
         )
 

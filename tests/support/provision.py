@@ -131,7 +131,7 @@ def needs_of(items: Iterable[_Item]) -> frozenset[str]:
 
 
 def marker_by_file_name(file_name: str) -> tuple[str, ...]:
-    """The markers a test module gets from its name: ``test_browser*``, ``*nginx*``.
+    """The markers a test module gets from its name: ``test_browser*``, ``*nginx*``, ``*_hub*``.
 
     The names already say it (the browser tests are ``test_browser*.py``), so a new
     module in either family is provisioned for without anyone remembering a marker;
@@ -142,7 +142,7 @@ def marker_by_file_name(file_name: str) -> tuple[str, ...]:
         markers.append(BROWSER)
     if "nginx" in file_name:
         markers.append(NGINX)
-    if file_name.startswith("test_hub"):
+    if "_hub" in file_name:  # test_hub*.py, and test_browser_hub.py (browser and hub)
         markers.append(HUB)
     return tuple(markers)
 

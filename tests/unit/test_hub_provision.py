@@ -17,6 +17,7 @@ def test_hub_modules_are_marked_by_name():
     assert provision.marker_by_file_name("test_hub.py") == (HUB,)
     assert provision.marker_by_file_name("test_hub_activity.py") == (HUB,)
     assert provision.marker_by_file_name("test_github.py") == ()
+    assert provision.marker_by_file_name("test_browser_hub.py") == (BROWSER, HUB)
 
 
 def test_the_proxy_is_installed_into_the_cache_when_missing(tmp_path: Path):
