@@ -208,6 +208,7 @@ async def test_tunnel_gives_what_a_direct_client_gets(
             finally:
                 await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
     through_tunnel, direct = shapes
+
     # Shell and iopub are separate streams in the kernel; their interleaving differs
     # from run to run, direct or not. Within each channel the order is the kernel's.
     def per_channel(messages: list[tuple[bool, str, str, Any]]) -> dict[str, list[Any]]:
@@ -243,6 +244,55 @@ async def test_clean_shutdown_leaves_no_process(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.2)
         assert leftovers(gw.marker) == []
+    finally:
+        srv.kill()
+        gw.kill()
+
+
+#: A kernel message with binary buffers (what ipywidgets and others send).
+MESSAGE_WITH_BUFFERS = """\
+from comm import create_comm
+c = create_comm(target_name="t", data={"a": 1}, buffers=[b"ab", bytes([0, 255])])
+"""
+
+
+async def test_a_message_with_buffers_ends_the_kernel_output_for_both(tmp_path: Path) -> None:
+    # Upstream behaviour, the same for a direct client and through the tunnel: the
+    # gateway sends a message with buffers as a binary frame; jupyter_server decodes
+    # every frame from the gateway as UTF-8 text (gateway/connections.py), the decode
+    # fails, and the task reading the gateway's socket ends. The client's socket stays
+    # open but carries nothing from the kernel any more (ipywidgets#3798).
+    gw = KernelGateway(tmp_path / "gateway")
+    gw.start()
+    srv = gateway_server(tmp_path / "server", gw)
+    try:
+        srv.start()
+        async with await TunnelClient.connect(srv.url, token=srv.token) as tunnel:
+            for opener in ("tunnel", "direct"):
+                kernel_id = await start_kernel(tunnel)
+                if opener == "tunnel":
+                    kernel, connection = await tunnel_socket(tunnel, kernel_id)
+                else:
+                    kernel, connection = await direct_socket(srv, kernel_id)
+                await kernel.wait_ready()
+                msg_id = await kernel.execute(MESSAGE_WITH_BUFFERS)
+                with pytest.raises(asyncio.TimeoutError):
+                    await kernel.collect(msg_id, timeout=5)
+                assert not any(m.msg_type == "comm_open" for m in kernel.backlog)
+                msg_id = await kernel.execute("print('still there?')")
+                with pytest.raises(asyncio.TimeoutError):
+                    await kernel.collect(msg_id, timeout=3)
+                assert connection.close_code is None  # open, and silent
+                connection.close()
+                deleted = await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
+                assert deleted.status == 204
+        # One failed read task per socket (the tunnel's and the direct one).
+        failed_reads = [
+            line
+            for line in srv.log().splitlines()
+            if "GatewayWebSocketConnection._read_messages" in line and "UnicodeDecodeError" in line
+        ]
+        assert len(failed_reads) == 2, srv.log()[-3000:]
     finally:
         srv.kill()
         gw.kill()
