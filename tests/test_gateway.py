@@ -14,6 +14,8 @@ gets. Stopping the server and the gateway leaves no process behind.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,3 +298,41 @@ async def test_a_message_with_buffers_ends_the_kernel_output_for_both(tmp_path: 
     finally:
         srv.kill()
         gw.kill()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])
+async def test_a_kernel_killed_on_the_gateway_restarts_for_both(
+    server: ServerProcess, gateway: KernelGateway, transports: tuple[str, ...]
+) -> None:
+    # The gateway's restarter restarts a kernel whose process dies: a tunnelled and a
+    # direct socket on the same kernel both hear "restarting", both stay open, and
+    # code runs again on both.
+    async with await TunnelClient.connect(
+        server.url, token=server.token, transports=transports
+    ) as tunnel:
+        kernel_id = await start_kernel(tunnel)
+        try:
+            through_tunnel, tunnel_connection = await tunnel_socket(tunnel, kernel_id)
+            direct, direct_connection = await direct_socket(server, kernel_id)
+            await through_tunnel.wait_ready()
+            await direct.wait_ready()
+            msg_id = await through_tunnel.execute("import os\nprint(os.getpid())")
+            pid = int(stdout_text(await through_tunnel.collect(msg_id)))
+            os.kill(pid, signal.SIGKILL)
+
+            def restarting(m: Received) -> bool:
+                return m.msg_type == "status" and m.content["execution_state"] == "restarting"
+
+            for kernel in (through_tunnel, direct):
+                await kernel.wait_for(restarting, timeout=30)
+            assert tunnel_connection.close_code is None
+            assert direct_connection.close_code is None
+            for kernel in (through_tunnel, direct):
+                await kernel.wait_ready()
+                msg_id = await kernel.execute("import os\nprint(os.getpid())")
+                assert int(stdout_text(await kernel.collect(msg_id))) != pid
+            assert kernel_id in gateway.kernel_ids()
+            tunnel_connection.close()
+            direct_connection.close()
+        finally:
+            await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
