@@ -25,6 +25,7 @@ import pytest
 from support.gateway import GATEWAY_KERNEL, KernelGateway, gateway_server, leftovers
 from support.kernels import V1, KernelSocket, Received, stdout_text
 from support.server_process import ServerProcess
+from support.waiting import eventually
 from tornado.httpclient import HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -336,3 +337,57 @@ async def test_a_kernel_killed_on_the_gateway_restarts_for_both(
             direct_connection.close()
         finally:
             await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
+
+
+async def test_a_gateway_that_goes_away_leaves_both_sockets_open_and_silent(
+    tmp_path: Path,
+) -> None:
+    # Upstream behaviour, the same for a direct client and through the tunnel: when
+    # the gateway's socket closes, jupyter_server tries to reconnect
+    # (GatewayClient.gateway_retry_max times, about 30 s with the defaults; 2 tries a
+    # few seconds apart here), then stops, and never closes its client's socket.
+    gw = KernelGateway(tmp_path / "gateway")
+    gw.start()
+    srv = gateway_server(tmp_path / "server", gw)
+    srv.env.update(
+        JUPYTER_GATEWAY_RETRY_MAX="2",
+        JUPYTER_GATEWAY_RETRY_INTERVAL="0.5",
+        JUPYTER_GATEWAY_RETRY_INTERVAL_MAX="1",
+    )
+    try:
+        srv.start()
+        async with await TunnelClient.connect(srv.url, token=srv.token) as tunnel:
+            kernel_id = await start_kernel(tunnel)
+            through_tunnel, tunnel_connection = await tunnel_socket(tunnel, kernel_id)
+            direct, direct_connection = await direct_socket(srv, kernel_id)
+            await through_tunnel.wait_ready()
+            await direct.wait_ready()
+            gw.kill()  # the gateway and its kernels, at once
+            await eventually(
+                lambda: (
+                    srv.log().count("Attempting to re-establish the connection to Gateway") >= 4
+                ),  # two tries for each of the two sockets
+                timeout=30,
+                message="jupyter_server's reconnection attempts",
+            )
+            await asyncio.sleep(5)  # past the last attempt
+            for kernel, connection in (
+                (through_tunnel, tunnel_connection),
+                (direct, direct_connection),
+            ):
+                assert connection.close_code is None  # still open
+                msg_id = await kernel.execute("print('anyone?')")
+                with pytest.raises(asyncio.TimeoutError):
+                    await kernel.collect(msg_id, timeout=3)
+            listed = await tunnel.request("GET", "api/kernels")
+            assert listed.status >= 500, listed.text()
+            tunnel_connection.close()
+            direct_connection.close()
+        # Not SIGTERM: with the gateway gone, the server did not exit within 30 s.
+        srv.kill()
+        # The gateway's kernels run in sessions of their own; orphaned, they notice
+        # their parent is gone and exit.
+        await eventually(lambda: not leftovers(gw.marker), timeout=20, message="leftovers")
+    finally:
+        srv.kill()
+        gw.kill()
