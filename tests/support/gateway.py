@@ -1,0 +1,184 @@
+"""A real Jupyter Kernel Gateway on loopback, and a jupyter_server that uses it.
+
+:class:`KernelGateway` runs ``python -m kernel_gateway`` (PyPI ``jupyter-kernel-gateway``)
+on a free loopback port with an auth token, in its own process group, with its own
+Jupyter paths: its only kernelspec is :data:`GATEWAY_KERNEL` ("Python on the gateway"),
+which the Jupyter server's own environment does not have, so a kernelspec listed by the
+server proves it came from the gateway.
+
+:func:`gateway_server` is a :class:`~support.server_process.ServerProcess` (the extension
+loaded, as anywhere) whose ``GatewayClient`` points at the gateway. It is configured
+through the ``JUPYTER_GATEWAY_URL`` and ``JUPYTER_GATEWAY_AUTH_TOKEN`` variables, which
+``GatewayClient`` reads exactly as it reads ``--GatewayClient.url`` and
+``--GatewayClient.auth_token``.
+
+Every process either starts (the gateway, the server, the gateway's kernels) carries
+:attr:`KernelGateway.marker` in its environment, so :func:`leftovers` finds any that
+outlive them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from support.ports import free_port
+from support.server_process import ServerProcess
+
+#: The one kernelspec the gateway offers.
+GATEWAY_KERNEL = "gateway-python"
+
+MARKER_VARIABLE = "HOWS_GATEWAY_TEST"
+
+
+class KernelGateway:
+    """``python -m kernel_gateway`` on a free loopback port."""
+
+    def __init__(self, work: Path) -> None:
+        self.work = work
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.token = secrets.token_hex(16)
+        self.marker = secrets.token_hex(8)
+        self.log_path = work / "gateway.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The gateway's HTTP URL (no trailing slash, as ``GatewayClient.url`` takes it)."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _write_kernelspec(self) -> Path:
+        data = self.work / "data"
+        spec_dir = data / "kernels" / GATEWAY_KERNEL
+        spec_dir.mkdir(parents=True, exist_ok=True)
+        spec = {
+            "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+            "display_name": "Python on the gateway",
+            "language": "python",
+        }
+        (spec_dir / "kernel.json").write_text(json.dumps(spec))
+        return data
+
+    def start(self, timeout: float = 60.0) -> None:
+        """Start the gateway and wait until it lists its kernelspecs."""
+        data = self._write_kernelspec()
+        env = dict(
+            os.environ,
+            JUPYTER_PATH=str(data),
+            JUPYTER_DATA_DIR=str(data),
+            JUPYTER_CONFIG_DIR=str(self.work / "config"),
+            JUPYTER_RUNTIME_DIR=str(self.work / "runtime"),
+            JUPYTER_PLATFORM_DIRS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        env[MARKER_VARIABLE] = self.marker
+        command = [
+            sys.executable,
+            "-m",
+            "kernel_gateway",
+            "--KernelGatewayApp.ip=127.0.0.1",
+            f"--KernelGatewayApp.port={self.port}",
+            "--KernelGatewayApp.port_retries=0",
+            f"--KernelGatewayApp.auth_token={self.token}",
+            # Only the spec written above, not the ones of this environment.
+            f"--KernelSpecManager.allowed_kernelspecs={GATEWAY_KERNEL}",
+            f"--KernelGatewayApp.default_kernel_name={GATEWAY_KERNEL}",
+            # jupyter_server lists the gateway's kernels (for /api/status, /api/kernels):
+            # the gateway answers 403 unless listing is allowed.
+            "--JupyterWebsocketPersonality.list_kernels=True",
+        ]
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                command,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.work,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"gateway exited:\n{self.log()}")
+            with contextlib.suppress(OSError, urllib.error.URLError):
+                if self.get("/api/kernelspecs"):
+                    return
+            time.sleep(0.2)
+        self.kill()
+        raise TimeoutError(f"gateway did not start:\n{self.log()}")
+
+    def get(self, path: str) -> Any:
+        """``GET path`` of the gateway's own REST API, with its token; the JSON answer."""
+        request = urllib.request.Request(
+            self.url + path, headers={"Authorization": f"token {self.token}"}
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def kernel_ids(self) -> set[str]:
+        """The ids of the kernels running on the gateway, from its own API."""
+        return {kernel["id"] for kernel in self.get("/api/kernels")}
+
+    def log(self) -> str:
+        """Everything the gateway has logged so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """Stop the gateway as an operator does (SIGTERM: it shuts its kernels down)."""
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """End the gateway and anything left in its process group."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+def gateway_server(work: Path, gateway: KernelGateway) -> ServerProcess:
+    """A jupyter_server with the extension whose kernels live on ``gateway`` (not started)."""
+    return ServerProcess(
+        work,
+        env={
+            "JUPYTER_GATEWAY_URL": gateway.url,
+            "JUPYTER_GATEWAY_AUTH_TOKEN": gateway.token,
+            MARKER_VARIABLE: gateway.marker,
+        },
+    )
+
+
+def leftovers(marker: str) -> list[int]:
+    """The processes still carrying ``marker``: anything the gateway or server started."""
+    found = []
+    needle = f"{MARKER_VARIABLE}={marker}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
