@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import quote
 
 import pytest
 from support.kernels import KernelSocket
+from support.logs import debug_logs
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 from tornado.websocket import WebSocketClientConnection
 
@@ -35,33 +35,11 @@ AUTH_URL_ARG = "jupyter_http_over_ws_auth_url"
 def server_logs(jp_serverapp: Any) -> Iterator[list[str]]:
     """Every record any of the server's loggers writes during the test, at DEBUG and up.
 
-    All loggers that exist once the server runs (tornado's, ``ServerApp``, the
-    extension's) are lowered to DEBUG for the test, and the capture is attached to
-    the root and to each logger that does not propagate to it.
+    Asks for ``jp_serverapp`` first, so the loggers of the running server (tornado's,
+    ``ServerApp``, the extension's) exist and are lowered too.
     """
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    keep = Keep(logging.DEBUG)
-    keep.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    loggers = [root] + [
-        logger
-        for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)
-    ]
-    levels = [(logger, logger.level) for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-        if logger is root or not logger.propagate:
-            logger.addHandler(keep)
-    yield lines
-    for logger, level in levels:
-        logger.setLevel(level)
-        logger.removeHandler(keep)
+    with debug_logs() as lines:
+        yield lines
 
 
 async def start_kernel(tunnel: Any) -> str:

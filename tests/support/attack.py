@@ -11,10 +11,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +20,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from tornado.httputil import HTTPHeaders
 from tornado.routing import URLSpec
+
+from .logs import debug_logs
 
 __all__ = [
     "MIRROR_PATH",
@@ -199,36 +198,6 @@ async def login_cookies(port: int, base_url: str, token: str) -> dict[str, str]:
 def cookie_header(cookies: dict[str, str]) -> str:
     """``cookies`` as one ``Cookie`` header value."""
     return "; ".join(f"{k}={v}" for k, v in cookies.items())
-
-
-@contextmanager
-def debug_logs() -> Iterator[list[str]]:
-    """Every record any logger writes meanwhile, every logger lowered to DEBUG."""
-    lines: list[str] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(self.format(record))
-
-    keep = Keep(logging.DEBUG)
-    keep.setFormatter(logging.Formatter("%(levelname)s %(name)s %(message)s"))
-    root = logging.getLogger()
-    loggers = [root] + [
-        logger
-        for logger in logging.Logger.manager.loggerDict.values()
-        if isinstance(logger, logging.Logger)
-    ]
-    levels = [(logger, logger.level) for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.DEBUG)
-        if logger is root or not logger.propagate:
-            logger.addHandler(keep)
-    try:
-        yield lines
-    finally:
-        for logger, level in levels:
-            logger.setLevel(level)
-            logger.removeHandler(keep)
 
 
 def secrets_in(lines: list[str], secrets: list[str]) -> list[str]:

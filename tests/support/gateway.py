@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ports import free_port
+from support.processes import carrying
 from support.server_process import ServerProcess
 
 #: The one kernelspec the gateway offers.
@@ -170,15 +171,4 @@ def gateway_server(work: Path, gateway: KernelGateway) -> ServerProcess:
 
 def leftovers(marker: str) -> list[int]:
     """The processes still carrying ``marker``: anything the gateway or server started."""
-    found = []
-    needle = f"{MARKER_VARIABLE}={marker}".encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            environ = (entry / "environ").read_bytes()
-        except OSError:
-            continue
-        if needle in environ.split(b"\0"):
-            found.append(int(entry.name))
-    return found
+    return carrying(MARKER_VARIABLE, marker)

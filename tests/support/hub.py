@@ -33,6 +33,7 @@ from typing import Any
 
 from support import provision
 from support.ports import free_port
+from support.processes import carrying
 
 USERS = ("alice", "bob")
 
@@ -245,18 +246,7 @@ class Hub:
 
     def leftovers(self) -> list[int]:
         """The processes still carrying :attr:`marker`: anything the hub started, still alive."""
-        found = []
-        needle = f"HOWS_HUB_TEST={self.marker}".encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                environ = (entry / "environ").read_bytes()
-            except OSError:
-                continue
-            if needle in environ.split(b"\0"):
-                found.append(int(entry.name))
-        return found
+        return carrying("HOWS_HUB_TEST", self.marker)
 
     def stop(self, timeout: float = 30.0) -> list[int]:
         """Stop the hub as an operator does (SIGTERM: it stops the servers and the proxy).

@@ -1,0 +1,27 @@
+"""Processes a test started, found again by a marker in their environment."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["carrying"]
+
+
+def carrying(variable: str, value: str) -> list[int]:
+    """The pids of live processes whose environment sets ``variable`` to ``value``.
+
+    Children inherit the environment, so a marker set on the first process finds
+    everything it started (servers, proxies, kernels) that is still alive.
+    """
+    found = []
+    needle = f"{variable}={value}".encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.append(int(entry.name))
+    return found
