@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import tornado
 from support.attack import (
     MIRROR_PATH,
     debug_logs,
@@ -315,7 +316,10 @@ async def test_fetch_metadata_comes_from_the_upgrade_only(
         '{"sec-fetch-site": "none", "Sec-Fetch-Mode": "navigate"}',
     ]:
         status, _, _ = await tunnel.request(message("POST", MIRROR_PATH, headers, "x"))
-        assert status == direct.status == 403, headers
+        assert status == direct.status, headers
+    # Tornado 6.6 added cross_origin_protection (Python 3.10 still gets 6.5, where the
+    # setting does nothing and both answers are 200).
+    assert direct.status == (403 if tornado.version_info >= (6, 6) else 200)
     connection.close()
 
 
