@@ -44,6 +44,8 @@ SHUTDOWN_TEXT = "Server shutting down."
 #: (nginx's "client closed request").
 CANCELLED_STATUS = 499
 CANCELLED_TEXT = "Request cancelled by the client."
+#: Seconds a stopping server gives a session's final frames (see :meth:`TunnelSession.shutdown`).
+SHUTDOWN_GRACE = 5.0
 #: The most bytes of error and cancel replies one session holds unsent before it takes
 #: no next message (at least one reply is always held, whatever its size).
 MAX_PENDING_REPLY_BYTES = 256 * 1024
@@ -257,13 +259,25 @@ class TunnelSession:
         for task in list(self._in_flight) + list(self._background):
             task.cancel()
 
-    async def shutdown(self) -> None:
-        """The server is stopping: end every request with a final frame, then cancel it."""
+    async def shutdown(self, grace: float = SHUTDOWN_GRACE) -> None:
+        """The server is stopping: end every request with a final frame, then cancel it.
+
+        The final frames get ``grace`` seconds in all: a client that does not read
+        them cannot hold the server's shutdown up (what is left unsent is dropped).
+        """
         self._closed = True
         self._room.set()
         replies = list(self._in_flight.items())
         for task, _ in replies:
             task.cancel()
-        for _, reply in replies:
-            await self._end_reply(reply, 503, SHUTDOWN_TEXT)
+        endings = asyncio.gather(
+            *(self._end_reply(reply, 503, SHUTDOWN_TEXT) for _, reply in replies)
+        )
+        try:
+            await asyncio.wait_for(endings, grace)
+        except asyncio.TimeoutError:
+            self._log.info(
+                "http_over_websocket: final frames not taken by the client in %s s; dropped",
+                grace,
+            )
         await asyncio.gather(*(task for task, _ in replies), return_exceptions=True)

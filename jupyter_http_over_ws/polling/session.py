@@ -344,5 +344,5 @@ class PollingSession:
     async def shutdown(self) -> None:
         """The server is stopping: final frames for in-flight requests, then close."""
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.tunnel.shutdown(), 5)
+            await self.tunnel.shutdown()  # bounded: its final frames get SHUTDOWN_GRACE
         self.close(CloseCode.GOING_AWAY, SHUTDOWN_TEXT)

@@ -442,3 +442,18 @@ async def test_close_lets_a_transport_waiting_for_room_go_on(make_session):
     session.receive("not json")  # a closed session takes nothing more
     await settle()
     assert send.entered == 1
+
+
+async def test_shutdown_is_bounded_for_a_client_that_does_not_read(make_session):
+    """A final frame the client never takes cannot hold the server's shutdown up."""
+    send = RecordingSend(gated=True)  # no send ever returns: the client reads nothing
+    session, dispatcher, _ = make_session(send=send)
+    session.receive(request(1, "/hang"))
+    session.receive(request(2, "/head-then-hang"))
+    await until(lambda: len(dispatcher.started) == 2 and send.entered == 1)
+    started = asyncio.get_running_loop().time()
+    await asyncio.wait_for(session.shutdown(grace=0.2), 2)
+    assert asyncio.get_running_loop().time() - started < 1.0
+    assert session.in_flight == 0
+    assert sorted(dispatcher.cancelled) == [1, 2]
+    assert send.sent == []
