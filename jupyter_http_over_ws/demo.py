@@ -242,13 +242,16 @@ def stop_process(process: subprocess.Popen[Any], timeout: float = 15.0) -> None:
 
 
 def shut_down_jupyter(
-    process: subprocess.Popen[Any], server_url: str, token: str, timeout: float = 15.0
+    process: subprocess.Popen[Any], server_url: str, token: str, timeout: float = 12.0
 ) -> None:
     """Stop the Jupyter server with its kernels, then make sure the process is gone.
 
     ``POST /api/shutdown`` makes the server shut its kernels down before it exits; a
     SIGTERM alone left the kernels the page had started running after the demo ended.
+    ``timeout`` bounds the whole polite part (the request and the exit after it), so
+    Ctrl-C stops the demo within about ``timeout`` + 10 seconds whatever the server does.
     """
+    deadline = time.monotonic() + timeout
     if process.poll() is None:
         request = urllib.request.Request(  # noqa: S310 - our own server's http URL
             f"{server_url}api/shutdown",
@@ -258,8 +261,8 @@ def shut_down_jupyter(
         with contextlib.suppress(OSError):
             urllib.request.urlopen(request, timeout=timeout).close()  # noqa: S310
         with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(timeout)
-    stop_process(process)
+            process.wait(max(0.1, deadline - time.monotonic()))
+    stop_process(process, timeout=5.0)
 
 
 def page_url(page_origin: str, server_url: str, token: str) -> str:
