@@ -84,21 +84,29 @@ def demo(tmp_path: Path) -> Iterator[Demo]:
     (root / "analysis.py").write_text("import statistics\nprint(statistics.mean([1, 2, 3]))\n")
     (root / "data").mkdir()
     (root / "data" / "numbers.csv").write_text("x,y\n1,2\n3,4\n")
-    process = subprocess.Popen(
-        # Exactly the README's first command (the demo browses --root-dir instead of cwd).
-        [
-            str(Path(sys.executable).parent / "jupyter"),
-            "http-over-ws",
-            "demo",
-            "--root-dir",
-            str(root),
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env=jupyter_env(tmp_path / "home"),
-    )
+    # The test presses Ctrl-C (SIGINT) as a user at a terminal would, where the demo runs
+    # in the foreground with SIGINT's default action. A test run started in the background
+    # of a shell script inherits SIGINT *ignored*, and a child inherits that through exec;
+    # a handler is reset to the default action there instead, so one is set meanwhile.
+    previous_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            # Exactly the README's first command (the demo browses --root-dir, not cwd).
+            [
+                str(Path(sys.executable).parent / "jupyter"),
+                "http-over-ws",
+                "demo",
+                "--root-dir",
+                str(root),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=jupyter_env(tmp_path / "home"),
+        )
+    finally:
+        signal.signal(signal.SIGINT, previous_sigint)
     running = Demo(process)
     try:
         yield running
