@@ -19,6 +19,7 @@ from tornado.websocket import WebSocketClientConnection
 from ..wire.framing import encode_binary_request, parse_binary_reply, parse_hello
 from ..wire.names import TUNNEL_PATH
 from ..wire.protocol import (
+    AUTH_URL_ARG,
     ReplyFrame,
     decode_object,
     encode_cancel,
@@ -162,7 +163,7 @@ class TunnelClient:
         if min_version:
             query["min_version"] = min_version
         if auth_url:
-            query["jupyter_http_over_ws_auth_url"] = auth_url
+            query[AUTH_URL_ARG] = auth_url
         if framing != "json":
             query["framing"] = framing
         options: dict[str, Any] = {
@@ -344,7 +345,7 @@ class TunnelClient:
         when it lost the socket); new ones wait here for the polling session.
         """
         query = self._upgrade_query
-        endpoint = _polling_endpoint(self.endpoint, query.get("jupyter_http_over_ws_auth_url"))
+        endpoint = _polling_endpoint(self.endpoint, query.get(AUTH_URL_ARG))
         transport: Transport | None
         try:
             polling = await PollingTransport.open(endpoint, min_version=query.get("min_version"))

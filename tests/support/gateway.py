@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ports import free_port
-from support.processes import carrying
+from support.processes import carrying, kill_group
 from support.server_process import ServerProcess
 
 #: The one kernelspec the gateway offers.
@@ -148,13 +148,7 @@ class KernelGateway:
 
     def kill(self) -> None:
         """End the gateway and anything left in its process group."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        kill_group(self.proc)
 
 
 def gateway_server(work: Path, gateway: KernelGateway) -> ServerProcess:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
 from pathlib import Path
+from typing import Any
 
-__all__ = ["carrying"]
+__all__ = ["carrying", "kill_group"]
 
 
 def carrying(variable: str, value: str) -> list[int]:
@@ -25,3 +30,14 @@ def carrying(variable: str, value: str) -> list[int]:
         if needle in environ.split(b"\0"):
             found.append(int(entry.name))
     return found
+
+
+def kill_group(proc: subprocess.Popen[Any] | None) -> None:
+    """Kill ``proc`` (started with ``start_new_session``) and anything left in its group."""
+    if proc is None:
+        return
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait(timeout=10)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)

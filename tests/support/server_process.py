@@ -7,7 +7,6 @@ whole, and it can be stopped by a real signal.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import secrets
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from support.ports import free_port
+from support.processes import kill_group
 
 TRIM_ON_SIGUSR2 = """
 import ctypes, ctypes.util, gc, signal
@@ -202,10 +202,4 @@ class ServerProcess:
 
     def kill(self) -> None:
         """End the server and anything left in its process group."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        kill_group(self.proc)
