@@ -165,7 +165,7 @@ async def use_alices_server(hub: Hub, local_ca: LocalCA, token: str, transport: 
 def test_the_guide_marks_every_hub_config_snippet_it_shows():
     text = GUIDE.read_text()
     snippets = guide_snippets(text)
-    assert len(snippets) == text.count(MARK) == 5
+    assert len(snippets) == text.count(MARK) == 6
     for snippet in snippets:
         compile(snippet, "jupyterhub_config.py", "exec")
     # Every jupyterhub_config.py snippet of the guide, outside the tests' own section,
@@ -379,7 +379,23 @@ async def test_an_oauth_token_of_the_frontend_service_opens_the_tunnel(
     assert model["name"] == "alice"
     assert "access:servers!user=alice" in model["scopes"], model["scopes"]
     assert not [s for s in model["scopes"] if not s.startswith(("access:", "read:users:"))]
+    assert 0 < grant["expires_in"] <= 24 * 3600  # the guide's oauth_token_expires_in
     await use_alices_server(hub, local_ca, token, transport)
+
+
+def test_the_hub_refuses_tokens_that_outlive_the_guides_limit(hub, secrets_env):
+    for expires_in in (8 * 24 * 3600, None):  # over a week, and never
+        status, reply = hub.api(
+            "POST",
+            "users/alice/tokens",
+            {"scopes": ["access:servers!user=alice"], "expires_in": expires_in},
+            token=secrets_env["FRONTEND_BACKEND_TOKEN"],
+        )
+        if expires_in is None:  # no expiry asked: the hub gives the longest allowed
+            assert status == 201, reply
+            assert reply["expires_at"] is not None
+        else:
+            assert status == 400, reply
 
 
 # ----------------------------------------------------------------- tokens in URLs

@@ -72,8 +72,9 @@ SCHEMA_LEAVES: dict[str, Callable[[Any], bool]] = {
 #: Maps whose keys the schema leaves open, and what it requires of their entries:
 #: ``singleuser.extraEnv`` (type object or array, additionalProperties: true),
 #: ``hub.services`` and ``hub.loadRoles`` (additionalProperties: true),
-#: ``hub.config`` (patternProperties ``^[A-Z].*$``: objects, additionalProperties: true;
-#: additionalProperties: false for anything else), ``ingress.annotations``
+#: ``hub.config`` (``JupyterHub`` and patternProperties ``^[A-Z].*$``: objects,
+#: additionalProperties: true; additionalProperties: false for anything else; the chart
+#: refuses a section that is not a class name), ``ingress.annotations``
 #: (patternProperties ``.*``: type string).
 OPEN_MAPS: dict[str, Callable[[str, Any], bool]] = {
     "singleuser.extraEnv": lambda key, value: True,
@@ -158,6 +159,9 @@ def test_the_values_give_the_hub_the_jupyterhub_guides_configuration(monkeypatch
     hub = values["hub"]
     # The page origins: hub.config.KubeSpawner.args is the guide's c.Spawner.args.
     assert hub["config"]["KubeSpawner"]["args"] == c.Spawner.args
+    # Token lifetimes: hub.config.JupyterHub is c.JupyterHub.
+    for trait, value in hub["config"]["JupyterHub"].items():
+        assert c.JupyterHub[trait] == value, trait
     # JUPYTERHUB_ALLOW_TOKEN_IN_URL: singleuser.extraEnv is c.Spawner.environment.
     assert values["singleuser"]["extraEnv"] == resolved(c.Spawner.environment, {})
     # The services and roles, as the chart turns its dictionaries into lists.
