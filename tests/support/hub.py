@@ -85,9 +85,16 @@ class Hub:
     """JupyterHub with configurable-http-proxy on free loopback ports, under ``work``."""
 
     def __init__(
-        self, work: Path, *, page_origin: str, environment: dict[str, str] | None = None
+        self,
+        work: Path,
+        *,
+        page_origin: str,
+        environment: dict[str, str] | None = None,
+        extra_config: str = "",
     ) -> None:
         self.work = work
+        #: Python appended to ``jupyterhub_config.py`` (after everything above, so it wins).
+        self.extra_config = extra_config
         #: More environment for the single-user servers (``c.Spawner.environment``).
         self.environment = dict(environment or {})
         self.work.mkdir(parents=True, exist_ok=True)
@@ -140,7 +147,7 @@ class Hub:
                 "HOWS_HUB_TEST": self.marker,
                 **self.environment,
             },
-        )
+        ) + (f"\n# Extra configuration\n{self.extra_config}\n" if self.extra_config else "")
 
     def spawner_args(self) -> list[str]:
         """The single-user servers' command-line options: the page origin they allow.
