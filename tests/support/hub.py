@@ -37,9 +37,17 @@ from support.processes import carrying
 
 USERS = ("alice", "bob")
 
-#: What the ``test-admin`` service may do: manage users and servers, and make tokens
-#: (a token can carry only scopes the requester holds too, hence ``access:servers``).
-ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers", "read:users"]
+#: What the ``test-admin`` service may do: manage users and servers, make tokens (a
+#: token can carry only scopes the requester holds too, hence ``access:servers``), and
+#: share a user's server with another user (``shares``).
+ADMIN_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "tokens",
+    "access:servers",
+    "read:users",
+    "shares",
+]
 
 CONFIG = """\
 import sys
