@@ -37,9 +37,10 @@ from support.processes import carrying
 
 USERS = ("alice", "bob")
 
-#: What the ``test-admin`` service may do: manage users and servers, make tokens (a
-#: token can carry only scopes the requester holds too, hence ``access:servers``), and
-#: share a user's server with another user (``shares``).
+#: What the ``test-admin`` service may do: manage users and servers, make users' tokens
+#: (``tokens``: the hub checks a new token's scopes against its owner's, not against the
+#: requester's), reach servers itself (``access:servers``), and share a user's server
+#: with another user (``shares``).
 ADMIN_SCOPES = [
     "admin:users",
     "admin:servers",
