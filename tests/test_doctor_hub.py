@@ -257,18 +257,19 @@ def test_a_server_that_is_not_running(capsys, hub, tokens, with_token):
     assert_hub_named(report, hub, "bob")
     (problem,) = findings(report, "reachable", "problem")
     start = (
-        f"The server is not running (bob's server): the hub's proxy sent GET "
-        f"{hub.user_url('bob')}api to the hub (redirected to /hub/user/bob/api)"
+        f"The server is not running (bob's server): GET {hub.user_url('bob')}api reached the "
+        "hub, not the server (the hub's proxy routes /user/bob/ to the server only while it "
+        "runs), and the hub redirected it to /hub/user/bob/api"
     )
     assert problem["message"].startswith(start)
     if with_token:
-        assert problem["message"].endswith(
-            " and answered 424 (JupyterHub server no longer running at /user/bob/api. "
+        assert problem["message"] == start + (
+            ", which answered 424 (JupyterHub server no longer running at /user/bob/api. "
             f"Restart the server at {hub.url}hub/spawn/bob)."
         )
     else:
-        assert problem["message"].endswith(
-            ", which sends a request without a token to its login page (with a token it "
+        assert problem["message"] == start + (
+            ", which sends a request without a token to the login page (with a token it "
             "answers 424)."
         )
     assert f"{hub.url}hub/spawn/bob" in problem["fix"]

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
@@ -67,8 +68,12 @@ class HubInfo:
         return self.root + path
 
 
-def _user_path(url: str) -> tuple[str, str] | None:
-    """The hub's root URL and the user's name, for a URL of the form ``…/user/<name>/…``."""
+def user_server_path(url: str) -> tuple[str, str] | None:
+    """The hub's root URL and the user's name, for a URL of the form ``…/user/<name>/…``.
+
+    The first ``user`` segment followed by a name counts: ``https://h/jhub/user/alice/lab/``
+    gives ``("https://h/jhub/", "alice")``; a URL without one gives None.
+    """
     parts = urlsplit(url)
     segments = parts.path.split("/")
     for i, segment in enumerate(segments[:-2]):
@@ -119,7 +124,7 @@ async def detect_hub(target: Target, url: str) -> HubInfo | None:
     ``X-JupyterHub-Version`` header of ``GET {url}api`` (a proxy may expose only
     ``/user/``). A URL that does not answer is left to the reachability check.
     """
-    located = _user_path(url)
+    located = user_server_path(url)
     if located is None:
         return None
     root, user = located
@@ -185,24 +190,30 @@ async def check_hub_server(
     if answer is not None and answer.code == SERVER_NOT_RUNNING:
         body = _json(answer)
         message = body.get("message") if isinstance(body, dict) else None
-        said = f" and answered {SERVER_NOT_RUNNING}" + (f" ({message})" if message else "")
+        said = f", which answered {SERVER_NOT_RUNNING}" + (f" ({message})" if message else "")
     elif answer is not None and "/hub/login" in answer.headers.get("Location", ""):
         said = (
-            ", which sends a request without a token to its login page (with a token it "
+            ", which sends a request without a token to the login page (with a token it "
             f"answers {SERVER_NOT_RUNNING})"
         )
     report.add(
         "reachable",
         PROBLEM,
-        f"The server is not running ({hub.who}): the hub's proxy sent GET {url}api to the "
-        f"hub (redirected to {urlsplit(redirected).path}){said}.",
+        f"The server is not running ({hub.who}): GET {url}api reached the hub, not the "
+        f"server (the hub's proxy routes /user/{hub.user}/ to the server only while it "
+        f"runs), and the hub redirected it to {urlsplit(redirected).path}{said}.",
         spawn_fix(hub),
     )
     return False
 
 
-def _grants_access(scopes: list[str], user: str) -> bool | None:
-    """Whether ``scopes`` reach ``user``'s default server (None: a group filter, unknown)."""
+def scopes_grant_access(scopes: list[str], user: str) -> bool | None:
+    """Whether a token's ``scopes`` reach ``user``'s default server.
+
+    ``access:servers`` unfiltered, or filtered to the user or to their default server
+    (``!server=alice/``), does; None when only a group filter could (the doctor cannot
+    see the groups).
+    """
     unknown = False
     for scope in scopes:
         name, _, scope_filter = scope.partition("!")
@@ -259,7 +270,7 @@ async def explain_refused_token(
     scopes = [str(s) for s in owner.get("scopes") or []]
     listed = ", ".join(scopes) or "none"
     user = hub.user
-    access = _grants_access(scopes, user)
+    access = scopes_grant_access(scopes, user)
     if name != user and access is False:
         message = (
             f"The token is {name}'s, and its scopes ({listed}) give no access to {user}'s "
@@ -292,6 +303,11 @@ def report_token_in_url(
         rule = (
             f"JupyterHub {hub.version} refuses a token there (it answered 403 to a WebSocket "
             "upgrade carrying ?token=), as JupyterHub 5 and later do on every HTTP request"
+        )
+    elif browser_refused is False:
+        rule = (
+            f"this hub accepts it in a URL too ({ALLOW_TOKEN_IN_URL} is on, or the hub is older "
+            "than 5), but a token in a URL ends up in logs, history and Referer headers"
         )
     else:
         rule = "JupyterHub 5 and later refuse a token there on HTTP requests"
@@ -365,7 +381,7 @@ def report_browser_websocket(
 
 def origin_fix(hub: HubInfo, origin: str) -> str:
     """The fix of a refused page origin, in the hub's configuration."""
-    pattern = "^" + origin.replace(".", r"\.") + "$"
+    pattern = "^" + re.escape(origin) + "$"
     return (
         "allow the page's origin in every single-user server, in jupyterhub_config.py: "
         f'c.Spawner.args = [r"--ServerApp.allow_origin_pat={pattern}"] (or '
