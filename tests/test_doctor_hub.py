@@ -154,6 +154,20 @@ def test_the_text_a_user_reads_names_the_hub_and_its_version(capsys, hub, tokens
     assert lines[-1] == "Everything works."
 
 
+@pytest.mark.parametrize("page", ["", "hub/home"])
+def test_the_hub_itself_is_not_a_users_server(capsys, hub, page):
+    status, report = doctor(capsys, hub.url + page)
+    assert status == 1
+    assert statuses(report) == [("reachable", "problem")]
+    (problem,) = report["findings"]
+    assert problem["message"] == (
+        f"{hub.url}{page}{'/' if page else ''} is JupyterHub {jupyterhub.__version__} itself, "
+        "not a user's server: the tunnel runs in each user's single-user server, under "
+        f"{hub.url}user/<name>/."
+    )
+    assert f"{hub.url}user/alice/" in problem["fix"]
+
+
 # ------------------------------------------------------------- tokens in URLs
 
 

@@ -40,6 +40,7 @@ from .hub import (
     adapt_websocket_findings,
     check_hub_server,
     detect_hub,
+    name_hub_root,
     probe_browser_websocket,
     report_browser_websocket,
     report_hub,
@@ -68,16 +69,17 @@ async def examine(target: Target) -> Report:
     """Run the checks in order and return every finding."""
     url, url_token = normalize_url(target.url)
     token = target.token or url_token
-    # A token that came in the URL is sent in a header all the same; behind a hub, say so.
-    in_url = url_credential(target.url) if token and not target.token else None
     report = Report(url)
     hub = await detect_hub(target, url)
     if hub is not None:
-        report_hub(report, hub, base_url_candidates(url)[-1])
-        if not await check_hub_server(report, target, base_url_candidates(url)[-1], hub, token):
+        server_url = base_url_candidates(url)[-1]
+        report_hub(report, hub, server_url)
+        if not await check_hub_server(report, target, server_url, hub, token):
             return report
     found = await check_reachable(report, target, url)
     if found is None:
+        if hub is None:
+            await name_hub_root(report, target, url)
         return report
     url = report.url = found
     extension = await check_extension(report, target, url)
@@ -85,8 +87,6 @@ async def examine(target: Target) -> Report:
         await _examine_without_websockets(report, target, url, token, hub)
         if hub is not None:
             adapt_websocket_findings(report, hub)
-            if in_url:
-                report_token_in_url(report, hub, in_url, None)
         return report
     if extension == "problem":
         return report
@@ -95,8 +95,7 @@ async def examine(target: Target) -> Report:
     browser_refused = None
     if hub is not None and token and tunnel is not None:
         browser_refused = await probe_browser_websocket(target, url, token)
-    if hub is not None and in_url:
-        report_token_in_url(report, hub, in_url, browser_refused)
+    _say_token_moved(report, target, hub, browser_refused)
     if tunnel is None:
         return report
     try:
@@ -108,6 +107,15 @@ async def examine(target: Target) -> Report:
     finally:
         await tunnel.close()
     return report
+
+
+def _say_token_moved(
+    report: Report, target: Target, hub: HubInfo | None, browser_refused: bool | None
+) -> None:
+    """Behind a hub, a token that came in the URL (sent in a header all the same): a note."""
+    source = None if target.token else url_credential(target.url)
+    if hub is not None and source is not None:
+        report_token_in_url(report, hub, source, browser_refused)
 
 
 async def _examine_without_websockets(
@@ -123,6 +131,7 @@ async def _examine_without_websockets(
     else:
         await check_origin(report, target, url, token, hub)  # says how to ask for it
     tunnel = await open_without_websockets(report, target, url, token, hub)
+    _say_token_moved(report, target, hub, None)
     if tunnel is None:
         return
     try:

@@ -34,7 +34,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit, urlunsplit
 
 from ..wire.names import POLLING_PATH, TUNNEL_PATH
-from .findings import NOTE, OK, PROBLEM, Report
+from .findings import NOTE, OK, PROBLEM, Finding, Report
 from .target import Target, bounded
 
 #: The header JupyterHub (and its single-user servers) put on every response.
@@ -143,6 +143,37 @@ async def detect_hub(target: Target, url: str) -> HubInfo | None:
     if not version:
         return None
     return HubInfo(root=root, version=str(version), user=user)
+
+
+async def name_hub_root(report: Report, target: Target, url: str) -> None:
+    """After a failed reachability check: if ``url`` is the hub itself, say so instead.
+
+    The hub's own pages (``https://hub.example/``, ``…/hub/home``) are not a Jupyter
+    server; the tunnel runs in each user's server, under ``/user/<name>/``.
+    """
+    parts = urlsplit(url)
+    segments = parts.path.split("/")
+    root = "/".join(segments[: segments.index("hub")]) + "/" if "hub" in segments else parts.path
+    root_url = urlunsplit((parts.scheme, parts.netloc, root, "", ""))
+    try:
+        answer = await _get(root_url + "hub/api/", target)
+    except Exception:
+        return
+    body = _json(answer) if answer.code == 200 else None
+    version = body.get("version") if isinstance(body, dict) else None
+    if not version:
+        return
+    for i in reversed(range(len(report.findings))):
+        if report.findings[i].check == "reachable" and report.findings[i].status == PROBLEM:
+            report.findings[i] = Finding(
+                "reachable",
+                PROBLEM,
+                f"{url} is JupyterHub {version} itself, not a user's server: the tunnel runs "
+                f"in each user's single-user server, under {root_url}user/<name>/.",
+                f"give the URL of the user's server, e.g. {root_url}user/alice/ (the hub's "
+                f"home page, {root_url}hub/home, starts yours)",
+            )
+            return
 
 
 def report_hub(report: Report, hub: HubInfo, url: str) -> None:
