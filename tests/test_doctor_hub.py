@@ -382,8 +382,18 @@ def test_a_hub_behind_a_proxy_that_strips_upgrades(capsys, hub, tokens, tmp_path
     try:
         url = proxy.url("/user/alice/")
         status, report = doctor(capsys, url, "--token", token, "--no-kernel", secrets=(token,))
+        # The token in the URL: over polling too, it is moved to the header, and said so.
+        _, in_url = doctor(capsys, f"{url}?token={token}", "--no-kernel", secrets=(token,))
     finally:
         proxy.stop()
+    assert statuses(in_url)[4:7] == [
+        ("credentials", "ok"),
+        ("credentials", "note"),
+        ("websocket", "problem"),
+    ]
+    assert findings(in_url, "credentials", "note")[0]["message"].startswith(
+        "The token came in the URL (?token=); the doctor sent it in the Authorization header"
+    )
     assert status == 1
     assert statuses(report) == [
         ("hub", "ok"),
