@@ -151,6 +151,9 @@ async def name_hub_root(report: Report, target: Target, url: str) -> None:
     The hub's own pages (``https://hub.example/``, ``…/hub/home``) are not a Jupyter
     server; the tunnel runs in each user's server, under ``/user/<name>/``.
     """
+    problems = [f for f in report.findings if f.check == "reachable" and f.status == PROBLEM]
+    if not problems or " answers HTTP, but GET " not in problems[-1].message:
+        return  # nothing answered there (asking again would only wait again)
     parts = urlsplit(url)
     segments = parts.path.split("/")
     root = "/".join(segments[: segments.index("hub")]) + "/" if "hub" in segments else parts.path
