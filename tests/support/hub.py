@@ -59,6 +59,7 @@ c.DummyAuthenticator.password = {password!r}
 c.Authenticator.allowed_users = {users!r}
 
 c.JupyterHub.services = [{{"name": "test-admin", "api_token": {admin_token!r}}}]
+c.JupyterHub.services += {services!r}
 c.JupyterHub.load_roles = [
     {{"name": "test-admin", "scopes": {admin_scopes!r}, "services": ["test-admin"]}},
 ]
@@ -85,11 +86,20 @@ class Hub:
     """JupyterHub with configurable-http-proxy on free loopback ports, under ``work``."""
 
     def __init__(
-        self, work: Path, *, page_origin: str, environment: dict[str, str] | None = None
+        self,
+        work: Path,
+        *,
+        page_origin: str,
+        environment: dict[str, str] | None = None,
+        services: list[dict[str, Any]] | None = None,
     ) -> None:
         self.work = work
         #: More environment for the single-user servers (``c.Spawner.environment``).
         self.environment = dict(environment or {})
+        #: More hub services (``c.JupyterHub.services``), e.g. ``{"name": "pages", "url":
+        #: "http://127.0.0.1:PORT"}``: the proxy routes ``/services/pages/`` to that URL,
+        #: so a page there is on the hub's own origin.
+        self.services = list(services or [])
         self.work.mkdir(parents=True, exist_ok=True)
         self.page_origin = page_origin
         self.port = free_port()
@@ -131,6 +141,7 @@ class Hub:
             password=self.password,
             users=set(USERS),
             admin_token=self.admin_token,
+            services=self.services,
             admin_scopes=ADMIN_SCOPES,
             home_template=str(self.work / "home" / "{username}"),
             spawner_args=self.spawner_args(),
