@@ -25,6 +25,7 @@ same browser, with no token at all:
 from __future__ import annotations
 
 import base64
+import contextlib
 import functools
 import os
 import re
@@ -47,6 +48,7 @@ from support.browser import (
     new_context,
     open_page,
     services_bundle,
+    stream_texts,
 )
 from support.browser import browser as browser
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
@@ -207,10 +209,9 @@ def log_in(context: Any, hub: Hub) -> Any:
     return page
 
 
-@pytest.fixture(scope="module")
-def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+@contextlib.contextmanager
+def hub_site(browser: Any, base: Path, environment: dict[str, str]) -> Iterator[HubSite]:
     """A hub with a pages service, alice's server running, and alice logged in."""
-    base = tmp_path_factory.mktemp("hub-cookie")
     root = base / "pages"
     own_site = root / "services" / SERVICE
     own_site.mkdir(parents=True)
@@ -221,6 +222,7 @@ def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub
         hub = Hub(
             base / "hub",
             page_origin=f"http://localhost:{pages.port}",
+            environment=environment,
             services=[{"name": SERVICE, "url": f"http://127.0.0.1:{pages.port}"}],
         )
         hub.start()
@@ -234,6 +236,13 @@ def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub
         finally:
             left = hub.stop()
         assert left == [], f"processes left after the hub stopped: {left}\n{hub.log()[-3000:]}"
+
+
+@pytest.fixture(scope="module")
+def site(browser: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HubSite]:
+    """The hub with JupyterHub's defaults, and alice logged in."""
+    with hub_site(browser, tmp_path_factory.mktemp("hub-cookie"), {}) as hub:
+        yield hub
 
 
 def headers_of(site: HubSite, pattern: str) -> list[dict[str, str]]:
@@ -454,3 +463,41 @@ def test_the_doctor_without_credentials_on_the_hubs_user_url(site: HubSite) -> N
     withheld = "browsers withhold the login cookie (SameSite=Lax"
     assert withheld in other.stdout
     assert withheld not in same.stdout
+
+
+def test_the_hubs_websocket_cookie_switch_does_not_stop_chromium(
+    browser: Any, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """``JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH=0``, as it stands today: no effect on Chromium.
+
+    JupyterHub refuses a cookie on a WebSocket only when the upgrade says
+    ``Sec-Fetch-Mode: websocket``, which Chromium does not send; so the cookie still
+    opens the tunnel (and JupyterLab's own kernel sockets). This pins today's behaviour:
+    if the extension starts to honour the switch itself, this test must change.
+    """
+    environment = {"JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH": "0"}
+    base = tmp_path_factory.mktemp("hub-cookie-locked")
+    with hub_site(browser, base, environment) as locked:
+        page = open_page(locked.context, locked.service_page)
+        try:
+            result = run_here(
+                page,
+                locked.server,
+                """
+                const tunnel = await connect({ transports: ["websocket"] });
+                const { kernels, kernel } = await startKernel(tunnel);
+                const ran = await execute(kernel, a.code);
+                await kernel.shutdown();
+                kernels.dispose();
+                const transport = tunnel.transport;
+                tunnel.close();
+                return { transport, ran };
+                """,
+                f"/services/{SERVICE}/services.js",
+                code="import os; print(os.environ.get('JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH'))",
+            )
+        finally:
+            page.close()
+    assert result["transport"] == "websocket"
+    # The kernel inherits the single-user server's environment: the switch was set there.
+    assert stream_texts(result["ran"]["outputs"]) == {"stdout": "0\n"}
