@@ -19,14 +19,20 @@ same browser, with no token at all:
   browser sends none of the hub's cookies, neither to the hub nor to the page's own
   server, both transports are refused, and the message names the fix (a hub API token in
   the ``Authorization`` header), which then works;
-- the doctor, which takes no cookies, run without credentials: what it says.
+- the Python client with the cookies copied from the browser (what a doctor that took
+  cookies would meet): both transports, but only with ``jupyterhub-session-id`` too;
+- the doctor, which takes no cookies, run without credentials: what it says;
+- ``JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH=0``: no effect on Chromium's tunnel today.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import concurrent.futures
 import contextlib
 import functools
+import json
 import os
 import re
 import shutil
@@ -54,6 +60,9 @@ from support.browser import browser as browser
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.hub import Hub
+from tornado.httpclient import HTTPClientError
+
+from jupyter_http_over_ws.client import TunnelClient
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
@@ -431,6 +440,48 @@ def test_cookies_ignore_ports_but_not_paths(site: HubSite) -> None:
     assert not [c for c in cookies if "jupyterhub-hub-login" in c or "jupyterhub-user-" in c]
 
 
+async def python_client_with(cookies: dict[str, str], url: str, origin: str) -> dict[str, Any]:
+    """What the Python client does with the browser's cookies, over each transport."""
+    out: dict[str, Any] = {}
+    for transport in ("websocket", "polling"):
+        try:
+            tunnel = await TunnelClient.connect(
+                url, cookies=cookies, origin=origin, transports=(transport,)
+            )
+        except HTTPClientError as error:
+            out[transport] = error.code
+            continue
+        async with tunnel:
+            listing = await tunnel.request("GET", "/api/contents")
+            body = json.dumps({"type": "file", "format": "text", "content": transport})
+            saved = await tunnel.request("PUT", f"/api/contents/py-{transport}.txt", body=body)
+            out[transport] = (tunnel.transport, listing.status, saved.status)
+    return out
+
+
+def test_the_python_client_with_the_browsers_cookies(site: HubSite) -> None:
+    """What a doctor that took the browser's cookies would meet: both transports work.
+
+    The cookies the browser sends to ``/user/alice/``: the login cookie, ``_xsrf`` (the
+    client sends its value as ``X-XSRFToken`` on polling; the server adds it to
+    tunnelled writes) and ``jupyterhub-session-id``, which JupyterHub binds the
+    ``_xsrf`` value to: without it every write is refused (403), and so is polling.
+    """
+    cookies = {c["name"]: c["value"] for c in site.context.cookies(site.server)}
+    assert sorted(cookies) == ["_xsrf", "jupyterhub-session-id", "jupyterhub-user-alice"]
+    origin = site.hub.url.rstrip("/")
+    without_session = {k: v for k, v in cookies.items() if k != "jupyterhub-session-id"}
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:  # Playwright owns this thread's loop
+        outcome = pool.submit(asyncio.run, python_client_with(cookies, site.server, origin))
+        assert outcome.result(timeout=120) == {
+            "websocket": ("websocket", 200, 201),
+            "polling": ("polling", 200, 201),
+        }
+        assert (site.hub.home("alice") / "py-polling.txt").read_text() == "polling"
+        partial = pool.submit(asyncio.run, python_client_with(without_session, site.server, origin))
+        assert partial.result(timeout=120) == {"websocket": ("websocket", 200, 403), "polling": 403}
+
+
 def doctor(*args: str) -> subprocess.CompletedProcess[str]:
     """The doctor as an operator runs it."""
     return subprocess.run(
@@ -472,8 +523,9 @@ def test_the_hubs_websocket_cookie_switch_does_not_stop_chromium(
 
     JupyterHub refuses a cookie on a WebSocket only when the upgrade says
     ``Sec-Fetch-Mode: websocket``, which Chromium does not send; so the cookie still
-    opens the tunnel (and JupyterLab's own kernel sockets). This pins today's behaviour:
-    if the extension starts to honour the switch itself, this test must change.
+    opens the tunnel (by the same rule, JupyterLab's kernel sockets too). This pins
+    today's behaviour: if the extension starts to honour the switch itself, this test
+    must change.
     """
     environment = {"JUPYTERHUB_ALLOW_WEBSOCKET_COOKIE_AUTH": "0"}
     base = tmp_path_factory.mktemp("hub-cookie-locked")
