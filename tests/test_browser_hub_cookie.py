@@ -228,11 +228,13 @@ def hub_site(browser: Any, base: Path, environment: dict[str, str]) -> Iterator[
         (directory / "index.html").write_text(TEST_PAGE)
         shutil.copy(services_bundle(), directory / "services.js")
     with RecordingPageServer(root) as pages:
+        service = {"name": SERVICE, "url": f"http://127.0.0.1:{pages.port}"}
         hub = Hub(
             base / "hub",
             page_origin=f"http://localhost:{pages.port}",
             environment=environment,
-            services=[{"name": SERVICE, "url": f"http://127.0.0.1:{pages.port}"}],
+            # The pages' server as a hub service: the proxy routes /services/pages/ to it.
+            extra_config=f"c.JupyterHub.services.append({service!r})",
         )
         hub.start()
         try:

@@ -37,9 +37,18 @@ from support.processes import carrying
 
 USERS = ("alice", "bob")
 
-#: What the ``test-admin`` service may do: manage users and servers, and make tokens
-#: (a token can carry only scopes the requester holds too, hence ``access:servers``).
-ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers", "read:users"]
+#: What the ``test-admin`` service may do: manage users and servers, make users' tokens
+#: (``tokens``: the hub checks a new token's scopes against its owner's, not against the
+#: requester's), reach servers itself (``access:servers``), and share a user's server
+#: with another user (``shares``).
+ADMIN_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "tokens",
+    "access:servers",
+    "read:users",
+    "shares",
+]
 
 CONFIG = """\
 import sys
@@ -59,7 +68,6 @@ c.DummyAuthenticator.password = {password!r}
 c.Authenticator.allowed_users = {users!r}
 
 c.JupyterHub.services = [{{"name": "test-admin", "api_token": {admin_token!r}}}]
-c.JupyterHub.services += {services!r}
 c.JupyterHub.load_roles = [
     {{"name": "test-admin", "scopes": {admin_scopes!r}, "services": ["test-admin"]}},
 ]
@@ -91,15 +99,13 @@ class Hub:
         *,
         page_origin: str,
         environment: dict[str, str] | None = None,
-        services: list[dict[str, Any]] | None = None,
+        extra_config: str = "",
     ) -> None:
         self.work = work
+        #: Python appended to ``jupyterhub_config.py`` (after everything above, so it wins).
+        self.extra_config = extra_config
         #: More environment for the single-user servers (``c.Spawner.environment``).
         self.environment = dict(environment or {})
-        #: More hub services (``c.JupyterHub.services``), e.g. ``{"name": "pages", "url":
-        #: "http://127.0.0.1:PORT"}``: the proxy routes ``/services/pages/`` to that URL,
-        #: so a page there is on the hub's own origin.
-        self.services = list(services or [])
         self.work.mkdir(parents=True, exist_ok=True)
         self.page_origin = page_origin
         self.port = free_port()
@@ -141,7 +147,6 @@ class Hub:
             password=self.password,
             users=set(USERS),
             admin_token=self.admin_token,
-            services=self.services,
             admin_scopes=ADMIN_SCOPES,
             home_template=str(self.work / "home" / "{username}"),
             spawner_args=self.spawner_args(),
@@ -151,7 +156,7 @@ class Hub:
                 "HOWS_HUB_TEST": self.marker,
                 **self.environment,
             },
-        )
+        ) + (f"\n# Extra configuration\n{self.extra_config}\n" if self.extra_config else "")
 
     def spawner_args(self) -> list[str]:
         """The single-user servers' command-line options: the page origin they allow.
