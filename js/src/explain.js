@@ -19,10 +19,7 @@ function looksLikeHub(baseUrl) {
  * answered) and `options` (`token`, `baseUrl`).
  */
 export function refusedWhy(failures, options) {
-  if (!options.token) {
-    return "no token was given, and browsers do not send a login cookie on a cross-site WebSocket " +
-      "upgrade, so pass the server's token (connect({ url, token })). ";
-  }
+  if (!options.token) return withoutTokenWhy(failures, options, pageLocation());
   const onlyWebSocket = failures.every((f) => f.transport === "websocket");
   if (onlyWebSocket && looksLikeHub(options.baseUrl)) {
     // JupyterHub 5+ takes ?token= on a WebSocket only with Sec-Fetch-Mode: websocket,
@@ -34,6 +31,49 @@ export function refusedWhy(failures, options) {
       "JUPYTERHUB_ALLOW_TOKEN_IN_URL=1 in c.Spawner.environment. ";
   }
   return "the token is wrong: use the one the server printed at start (`jupyter server list` shows it). ";
+}
+
+/** How to get and pass a token: a hub API token under JupyterHub, else the server's. */
+function tokenFix(baseUrl) {
+  if (!looksLikeHub(baseUrl)) return "pass the server's token (connect({ url, token })). ";
+  const name = decodeURIComponent(new URL(baseUrl).pathname.split("/").slice(-2)[0]);
+  return "use a JupyterHub API token with access to this server (scope " +
+    `access:servers!user=${name}; make one at ${new URL("../../hub/token", baseUrl).href} or ` +
+    "through the hub's REST API) and pass it: connect({ url, token }), whose polling transport " +
+    "sends it in the Authorization header, or the Python client (jupyter_http_over_ws.client). ";
+}
+
+/**
+ * Why a tunnel without a token was refused, for a page at `page` (a Location, or null
+ * outside a browser). Login cookies belong to the server's host alone (ports aside) and
+ * stay off cross-site requests (SameSite=Lax), so a page elsewhere cannot use them. A
+ * page on the server's own host sends them; then a cookie-authenticated polling request
+ * also needs the server's `_xsrf` cookie in X-XSRFToken, which the page must be able to
+ * read (JupyterHub sets it for the server's path, /user/<name>/, only).
+ */
+export function withoutTokenWhy(failures, options, page) {
+  const server = new URL(options.baseUrl);
+  const fix = tokenFix(options.baseUrl);
+  if (!page || !page.hostname || page.protocol !== server.protocol || page.hostname !== server.hostname) {
+    const where = page && page.host
+      ? `: they belong to ${server.host} alone, and this page is on ${page.host}`
+      : "";
+    return "no token was given, and browsers do not send a login cookie on a cross-site WebSocket " +
+      `upgrade or polling request${where}, so ${fix}`;
+  }
+  const pollingRefused = failures.some((f) => f.transport === "polling" && f.error.status === 403);
+  const xsrfReadable = typeof page.cookie === "string" && /(?:^|;\s*)_xsrf=/.test(page.cookie);
+  if (pollingRefused && !xsrfReadable) {
+    return "no token was given; this page is on the server's own host, so the login cookie went " +
+      "along, but a polling request authenticated by a cookie also needs the server's _xsrf cookie " +
+      `(sent as X-XSRFToken), and this page cannot read it (it is set for ${server.pathname} only). ` +
+      "Use the WebSocket transport (a logged-in page on this host needs no XSRF token there: the " +
+      `server takes it from the upgrade's cookies), serve the page under ${server.pathname}, or ${fix}`;
+  }
+  return "no token was given, and the login cookie this browser sent (if any) was not accepted: " +
+    `log in by opening ${options.baseUrl} once in this browser` +
+    (looksLikeHub(options.baseUrl) ? " (the hub's login then sets this server's own cookie)" : "") +
+    `, or ${fix}`;
 }
 
 /** Plain words for why no transport could be opened (asks `diagnose` when that helps). */
@@ -135,6 +175,13 @@ async function clientAnswers(options) {
   } catch {
     return false;
   }
+}
+
+/** The page's location and its readable cookies, or null outside a browser. */
+function pageLocation() {
+  if (typeof location === "undefined" || !location.hostname) return null;
+  const cookie = typeof document !== "undefined" && typeof document.cookie === "string" ? document.cookie : null;
+  return { protocol: location.protocol, hostname: location.hostname, host: location.host, cookie };
 }
 
 function pageOrigin() {
