@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from support.browser import (
@@ -502,14 +503,17 @@ def test_the_doctor_without_credentials_on_the_hubs_user_url(site: HubSite) -> N
     same = doctor(site.server, "--origin", hub_origin)
     other = doctor(site.server, "--origin", other_origin)
     print(same.stdout, other.stdout, same.stderr[-2000:], other.stderr[-2000:])
+    hub_host = urlsplit(site.hub.url).netloc
     for result in (same, other):
         assert result.returncode == 1
         assert "The jupyter_http_over_ws extension" in result.stdout
         assert (
-            "The server requires credentials and none were given "
-            "(the tunnel upgrade answered 403)." in result.stdout
+            "The hub's single-user server (alice's server) requires a hub API token, and "
+            "none was given (the tunnel upgrade answered 403)." in result.stdout
         )
-        assert "connect({url, token})" in result.stdout
+        assert "access:servers!user=alice" in result.stdout
+        # ... and what the login cookie can do instead, for which pages.
+        assert f"serves only pages on the hub's own host ({hub_host})" in result.stdout
     assert f"The server accepts WebSockets from {hub_origin}" in same.stdout
     assert f"The server accepts WebSockets from {other_origin}" in other.stdout
     # Only for the page on another site: the browser withholds the login cookie.

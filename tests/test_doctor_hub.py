@@ -13,7 +13,7 @@ hub behind a proxy that strips upgrades. The doctor runs as from a shell
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import jupyterhub
 import pytest
@@ -255,6 +255,10 @@ def test_no_token(capsys, hub):
     )
     assert "--token" in problem["fix"]
     assert "access:servers!user=alice" in problem["fix"]
+    # The login cookie, for the pages it can serve (tests/test_browser_hub_cookie.py).
+    host = urlsplit(hub.url).netloc
+    assert f"serves only pages on the hub's own host ({host})" in problem["fix"]
+    assert f"under {hub.user_url('alice')}" in problem["fix"]
 
 
 # ---------------------------------------------------------- a stopped server

@@ -278,6 +278,8 @@ async def check_credentials(
     except Exception as error:
         if hub is not None and isinstance(error, HTTPClientError) and error.code == 403:
             await explain_refused_token(report, target, hub, token, "tunnel upgrade")
+            if token is None and _cross_site(target.browser_origin, url):
+                report.add("credentials", NOTE, SAMESITE_NOTE)
         else:
             report_refusal(report, target, url, token, error, "tunnel upgrade")
         return None

@@ -271,6 +271,17 @@ def token_fix(hub: HubInfo) -> str:
     )
 
 
+def login_cookie_note(hub: HubInfo) -> str:
+    """What the hub's login cookie can do instead of a token, and for which pages."""
+    host = urlsplit(hub.root).netloc
+    return (
+        f"The hub's login cookie serves only pages on the hub's own host ({host}): over the "
+        f"WebSocket from any page there, over polling only from a page under "
+        f"{hub.page(f'user/{hub.user}/')} (the hub wants the X-XSRFToken header from the "
+        "_xsrf cookie kept there); a page on another site gets no hub cookie at all"
+    )
+
+
 async def explain_refused_token(
     report: Report, target: Target, hub: HubInfo, token: str | None, via: str
 ) -> None:
@@ -281,7 +292,8 @@ async def explain_refused_token(
             PROBLEM,
             f"The hub's single-user server ({hub.who}) requires a hub API token, and none "
             f"was given (the {via} answered 403).",
-            f"pass one with --token here (in a page: the client's token option); {token_fix(hub)}",
+            f"pass one with --token here (in a page: the client's token option); "
+            f"{token_fix(hub)}. {login_cookie_note(hub)}",
         )
         return
     try:
