@@ -41,9 +41,18 @@ from support.processes import carrying
 
 USERS = ("alice", "bob")
 
-#: What the ``test-admin`` service may do: manage users and servers, and make tokens
-#: (a token can carry only scopes the requester holds too, hence ``access:servers``).
-ADMIN_SCOPES = ["admin:users", "admin:servers", "tokens", "access:servers", "read:users"]
+#: What the ``test-admin`` service may do: manage users and servers, make users' tokens
+#: (``tokens``: the hub checks a new token's scopes against its owner's, not against the
+#: requester's), reach servers itself (``access:servers``), and share a user's server
+#: with another user (``shares``).
+ADMIN_SCOPES = [
+    "admin:users",
+    "admin:servers",
+    "tokens",
+    "access:servers",
+    "read:users",
+    "shares",
+]
 
 CONFIG = """\
 import sys
@@ -117,9 +126,12 @@ class Hub:
         *,
         page_origin: str,
         environment: dict[str, str] | None = None,
+        extra_config: str = "",
         culler: tuple[int, int] | None = None,
     ) -> None:
         self.work = work
+        #: Python appended to ``jupyterhub_config.py`` (after everything above, so it wins).
+        self.extra_config = extra_config
         #: ``(timeout, cull_every)`` in seconds: run jupyterhub-idle-culler with them.
         self.culler = culler
         #: More environment for the single-user servers (``c.Spawner.environment``).
@@ -180,6 +192,8 @@ class Hub:
             text += CULLER_CONFIG.format(
                 timeout=timeout, cull_every=cull_every, marker=self.marker, scopes=CULLER_SCOPES
             )
+        if self.extra_config:
+            text += f"\n# Extra configuration\n{self.extra_config}\n"
         return text
 
     def spawner_args(self) -> list[str]:
