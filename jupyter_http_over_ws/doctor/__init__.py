@@ -13,6 +13,12 @@ requests) shows that clients which cannot use a WebSocket still connect. When no
 WebSocket upgrade gets through at all (a proxy that drops ``Upgrade``), the later
 checks run over polling, and a ``websocket`` finding names the proxy and its fix.
 
+Behind JupyterHub (a URL ``https://hub.example/user/alice/`` that the hub answers), a
+``hub`` finding names the hub's version first, a stopped server is named with the hub's
+answer (424), a refused token with the hub's reason (scopes, owner), the fixes speak of
+the hub's configuration, the token always travels in the ``Authorization`` header, and
+a ``browser`` finding says what a browser page's client will use (:mod:`.hub`).
+
 The modules: :mod:`.target` (what to examine, the plain HTTP probe), :mod:`.network`
 (checks 1-2: reachable, extension), :mod:`.access` (checks 3-4: origin, credentials),
 :mod:`.tunnel` (check 5: request, kernel), :mod:`.polling` (the polling fallback),
@@ -29,9 +35,20 @@ from collections.abc import Callable, Sequence
 
 from .access import check_credentials, check_origin
 from .findings import SKIPPED, Finding, Report, Status, render_json, render_text
+from .hub import (
+    HubInfo,
+    adapt_websocket_findings,
+    check_hub_server,
+    detect_hub,
+    name_hub_root,
+    probe_browser_websocket,
+    report_browser_websocket,
+    report_hub,
+    report_token_in_url,
+)
 from .network import check_extension, check_reachable
 from .polling import check_polling, check_without_websockets, open_without_websockets
-from .target import Target, normalize_url
+from .target import Target, base_url_candidates, normalize_url, url_credential
 from .tunnel import check_kernel, check_request
 
 __all__ = [
@@ -53,31 +70,56 @@ async def examine(target: Target) -> Report:
     url, url_token = normalize_url(target.url)
     token = target.token or url_token
     report = Report(url)
+    hub = await detect_hub(target, url)
+    if hub is not None:
+        server_url = base_url_candidates(url)[-1]
+        report_hub(report, hub, server_url)
+        if not await check_hub_server(report, target, server_url, hub, token):
+            return report
     found = await check_reachable(report, target, url)
     if found is None:
+        if hub is None:
+            await name_hub_root(report, target, url)
         return report
     url = report.url = found
     extension = await check_extension(report, target, url)
     if extension == "no-websocket":
-        await _examine_without_websockets(report, target, url, token)
+        await _examine_without_websockets(report, target, url, token, hub)
+        if hub is not None:
+            adapt_websocket_findings(report, hub)
         return report
     if extension == "problem":
         return report
-    origin_ok = await check_origin(report, target, url, token)
-    tunnel = await check_credentials(report, target, url, token, origin_ok)
+    origin_ok = await check_origin(report, target, url, token, hub)
+    tunnel = await check_credentials(report, target, url, token, origin_ok, hub)
+    browser_refused = None
+    if hub is not None and token and tunnel is not None:
+        browser_refused = await probe_browser_websocket(target, url, token)
+    _say_token_moved(report, target, hub, browser_refused)
     if tunnel is None:
         return report
     try:
         if await check_request(report, target, tunnel):
-            await check_polling(report, target, url, token)
+            polling_works = await check_polling(report, target, url, token)
+            if hub is not None:
+                report_browser_websocket(report, hub, browser_refused, polling_works)
             await check_kernel(report, target, tunnel)
     finally:
         await tunnel.close()
     return report
 
 
+def _say_token_moved(
+    report: Report, target: Target, hub: HubInfo | None, browser_refused: bool | None
+) -> None:
+    """Behind a hub, a token that came in the URL (sent in a header all the same): a note."""
+    source = None if target.token else url_credential(target.url)
+    if hub is not None and source is not None:
+        report_token_in_url(report, hub, source, browser_refused)
+
+
 async def _examine_without_websockets(
-    report: Report, target: Target, url: str, token: str | None
+    report: Report, target: Target, url: str, token: str | None, hub: HubInfo | None
 ) -> None:
     """The rest of the checks when upgrades do not get through, over the polling transport."""
     if target.origin:
@@ -87,8 +129,9 @@ async def _examine_without_websockets(
             "The origin check needs a WebSocket (the diagnose socket), so it was skipped.",
         )
     else:
-        await check_origin(report, target, url, token)  # says how to ask for it
-    tunnel = await open_without_websockets(report, target, url, token)
+        await check_origin(report, target, url, token, hub)  # says how to ask for it
+    tunnel = await open_without_websockets(report, target, url, token, hub)
+    _say_token_moved(report, target, hub, None)
     if tunnel is None:
         return
     try:
@@ -105,7 +148,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``doctor`` subcommand's arguments."""
     parser.add_argument("url", help="the Jupyter server URL as it printed it (token optional)")
     parser.add_argument("--origin", help="the origin of the page that connects")
-    parser.add_argument("--token", help="the server's token (default: ?token= of the URL)")
+    parser.add_argument(
+        "--token",
+        help="the server's token, or a hub API token (default: ?token= of the URL); always "
+        "sent in the Authorization header",
+    )
     parser.add_argument("--min-version", help="the min_version the frontend asks for")
     parser.add_argument(
         "--no-kernel", dest="kernel", action="store_false", help="do not start a kernel"

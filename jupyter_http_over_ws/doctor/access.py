@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlencode, urlsplit
 
 from .findings import NOTE, OK, PROBLEM, READ_LOG, SKIPPED, Report
+from .hub import HubInfo, explain_refused_token, origin_fix, preflight_allows
 from .target import Target, bounded, get_api, normalize_origin
 
 SAMESITE_NOTE = (
@@ -86,8 +87,14 @@ async def _configured_origin(
     return None
 
 
-async def check_origin(report: Report, target: Target, url: str, token: str | None) -> bool | None:
-    """Check 3: the server accepts WebSockets from ``--origin``; None when not asked."""
+async def check_origin(
+    report: Report, target: Target, url: str, token: str | None, hub: HubInfo | None = None
+) -> bool | None:
+    """Check 3: the server accepts WebSockets from ``--origin``; None when not asked.
+
+    Behind a hub (``hub``), a refusal also says whether the CORS preflight of the
+    browser's polling requests is refused, and the fix is the hub's configuration.
+    """
     from tornado.httpclient import HTTPClientError
 
     from ..client import diagnose
@@ -146,13 +153,20 @@ async def check_origin(report: Report, target: Target, url: str, token: str | No
                 f"The server refuses WebSockets from {origin}: neither allow_origin nor "
                 "allow_origin_pat admits it."
             )
-        report.add(
-            "origin",
-            PROBLEM,
-            message,
+        fix = (
             f"restart the server with {_flag(origin)} (or --ServerApp.allow_origin_pat="
-            "'<regex>' matching every origin you need)",
+            "'<regex>' matching every origin you need)"
         )
+        if hub is not None:
+            fix = origin_fix(hub, origin)
+            if await preflight_allows(target, url, origin) is False:
+                message += (
+                    " The CORS preflight of the browser's polling requests (OPTIONS "
+                    f"{url}http_over_websocket/polling from {origin}) got no "
+                    "Access-Control-Allow-Origin either, so a browser refuses polling "
+                    "from that page too."
+                )
+        report.add("origin", PROBLEM, message, fix)
         return False
     cors = await _cors(url, origin, target.timeout, None, target.ssl_context)
     allowed, credentials = cors if cors is not None else (None, False)
@@ -245,16 +259,39 @@ NO_AUTHENTICATION = (
 
 
 async def check_credentials(
-    report: Report, target: Target, url: str, token: str | None, origin_ok: bool | None
+    report: Report,
+    target: Target,
+    url: str,
+    token: str | None,
+    origin_ok: bool | None,
+    hub: HubInfo | None = None,
 ) -> Any:
-    """Check 4: a tunnel opens with the token (as a header and as the Colab-era auth URL)."""
+    """Check 4: a tunnel opens with the token (as a header and as the Colab-era auth URL).
+
+    Behind a hub (``hub``) the token goes only in the header, as the hub accepts it
+    everywhere, and a refusal names the hub's reason (see :mod:`.hub`).
+    """
+    from tornado.httpclient import HTTPClientError
+
     try:
         tunnel = await open_tunnel(target, url, token=token)
     except Exception as error:
-        report_refusal(report, target, url, token, error, "tunnel upgrade")
+        if hub is not None and isinstance(error, HTTPClientError) and error.code == 403:
+            await explain_refused_token(report, target, hub, token, "tunnel upgrade")
+        else:
+            report_refusal(report, target, url, token, error, "tunnel upgrade")
         return None
     if token is None:
         report.add("credentials", OK, NO_AUTHENTICATION)
+        return tunnel
+    if hub is not None:
+        report.add(
+            "credentials",
+            OK,
+            "The token is accepted in the Authorization header, the way JupyterHub accepts "
+            "it on every request.",
+        )
+        _note_refused_origin(report, origin_ok)
         return tunnel
     # A browser cannot set an Authorization header on a WebSocket: pages present the token
     # in the URL, as Colab-era clients do with jupyter_http_over_ws_auth_url.
@@ -278,6 +315,11 @@ async def check_credentials(
         OK,
         "The token is accepted, as a token and as jupyter_http_over_ws_auth_url.",
     )
+    _note_refused_origin(report, origin_ok)
+    return tunnel
+
+
+def _note_refused_origin(report: Report, origin_ok: bool | None) -> None:
     if origin_ok is False:
         report.add(
             "credentials",
@@ -285,4 +327,3 @@ async def check_credentials(
             "The tunnel opened from the refused origin anyway, because jupyter_server trusts "
             "a valid token from any origin; diagnose and cookie logins still refuse it.",
         )
-    return tunnel

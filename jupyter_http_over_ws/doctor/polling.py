@@ -14,6 +14,7 @@ from typing import Any
 
 from .access import NO_AUTHENTICATION, open_tunnel, report_refusal
 from .findings import NOTE, OK, PROBLEM, READ_LOG, Finding, Report
+from .hub import HubInfo, explain_refused_token
 from .network import UPGRADE_NOT_RECEIVED
 from .target import Target
 from .tunnel import request_status
@@ -97,9 +98,12 @@ async def _request_over_polling(report: Report, target: Target, tunnel: Any, too
 
 
 async def open_without_websockets(
-    report: Report, target: Target, url: str, token: str | None
+    report: Report, target: Target, url: str, token: str | None, hub: HubInfo | None = None
 ) -> Any:
-    """Check 4 when upgrades do not get through: a polling-only tunnel opens with the token."""
+    """Check 4 when upgrades do not get through: a polling-only tunnel opens with the token.
+
+    Behind a hub (``hub``), a refused token is explained by the hub's reason.
+    """
     from tornado.httpclient import HTTPClientError
 
     try:
@@ -113,7 +117,10 @@ async def open_without_websockets(
                 f"{PROXY_FIX}; or {POLLING_OFF_FIX}",
             )
         else:
-            report_refusal(report, target, url, token, error, "polling session request")
+            if hub is not None and isinstance(error, HTTPClientError) and error.code == 403:
+                await explain_refused_token(report, target, hub, token, "polling session request")
+            else:
+                report_refusal(report, target, url, token, error, "polling session request")
             # The upgrade's failure is known already; say it, whatever the credentials.
             if isinstance(error, HTTPClientError) and error.code == 403:
                 outcome = (
@@ -128,6 +135,13 @@ async def open_without_websockets(
     _name_the_version(report, tunnel.extension_version)
     if token is None:
         report.add("credentials", OK, NO_AUTHENTICATION)
+    elif hub is not None:
+        report.add(
+            "credentials",
+            OK,
+            "The token is accepted (by the polling transport) in the Authorization header, "
+            "the way JupyterHub accepts it on every request.",
+        )
     else:
         report.add("credentials", OK, "The token is accepted (by the polling transport).")
     return tunnel

@@ -16,9 +16,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
+from ..wire.names import TUNNEL_PATH
+from ..wire.protocol import AUTH_URL_ARG
+
 #: Path segments of frontend pages: a URL copied from the browser's address bar
-#: (``http://localhost:8888/lab?token=...``) names a page under the server's base_url.
-FRONTEND_PAGES = frozenset({"lab", "tree", "notebooks", "edit", "consoles", "terminals", "doc"})
+#: (``http://localhost:8888/lab?token=...``) names a page under the server's base_url;
+#: a tunnel URL (``.../http_over_websocket?jupyter_http_over_ws_auth_url=...``) too.
+FRONTEND_PAGES = frozenset(
+    {"lab", "tree", "notebooks", "edit", "consoles", "terminals", "doc", TUNNEL_PATH}
+)
 
 T = TypeVar("T")
 
@@ -50,13 +56,30 @@ class Target:
 
 
 def normalize_url(raw: str) -> tuple[str, str | None]:
-    """The server URL with a trailing slash and no query, and a ``?token=`` it carried."""
+    """The server URL with a trailing slash and no query, and a token it carried.
+
+    The token is the URL's ``?token=``, else the one in its
+    ``?jupyter_http_over_ws_auth_url=`` (see :func:`url_credential`).
+    """
     if "://" not in raw:
         raw = "http://" + raw
     parts = urlsplit(raw)
-    token = dict(parse_qsl(parts.query)).get("token")
+    query = dict(parse_qsl(parts.query))
+    token = query.get("token")
+    if token is None and query.get(AUTH_URL_ARG):
+        token = dict(parse_qsl(urlsplit(query[AUTH_URL_ARG]).query)).get("token")
     path = parts.path if parts.path.endswith("/") else parts.path + "/"
     return urlunsplit((parts.scheme.lower(), parts.netloc, path, "", "")), token
+
+
+def url_credential(raw: str) -> str | None:
+    """How ``raw`` carries a token: ``"?token="``, ``"jupyter_http_over_ws_auth_url"``, or None."""
+    query = dict(parse_qsl(urlsplit(raw if "://" in raw else "http://" + raw).query))
+    if query.get("token"):
+        return "?token="
+    if query.get(AUTH_URL_ARG) and normalize_url(raw)[1]:
+        return AUTH_URL_ARG
+    return None
 
 
 def base_url_candidates(url: str) -> list[str]:
