@@ -130,6 +130,14 @@ export async function explain(failures, options) {
       { failures, diagnosis },
     );
   }
+  if (diagnoseError && diagnoseError.websocket === "dropped") {
+    // diagnose's upgrade reached the extension as a plain request (its 400): a proxy in
+    // between drops WebSocket upgrades; neither the token nor the origin is to blame.
+    return new TunnelError("unreachable", `${diagnoseError.message} (tried ${tried})`, {
+      failures,
+      websocket: "dropped",
+    });
+  }
   if (diagnoseError && (await clientAnswers(options))) {
     // The server and the extension answer a request that needs no origin check (the
     // client's own code, public to every origin), but diagnose refused this page: its

@@ -76,6 +76,18 @@ test("behind a proxy that drops upgrades, diagnose() says so when it rejects", a
   });
 });
 
+test("behind a proxy that drops upgrades, a WebSocket-only connect() says so, not the token or the origin", async () => {
+  await assert.rejects(connect({ url: proxy.url, token: server.token, transports: ["websocket"] }), (error) => {
+    assert.equal(error.kind, "unreachable");
+    assert.equal(error.websocket, "dropped");
+    assert.ok(error.message.startsWith("WebSocket upgrades do not reach the server: "), error.message);
+    assert.ok(error.message.includes(POLLING_STILL_CONNECTS), error.message);
+    assert.ok(error.message.includes(PROXY_FIX), error.message);
+    assert.ok(!/token|origin/.test(error.message.split("(tried")[0]), error.message);
+    return true;
+  });
+});
+
 test("a tunnel over polling whose diagnose answers nothing readable names both causes", async () => {
   // As for a page whose origin the server does not allow (a token-authenticated tunnel
   // needs no allowed origin): the diagnose socket fails, and its URL cannot be read.

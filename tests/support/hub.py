@@ -14,6 +14,10 @@ The hub's, the proxy's and the single-user servers' logs all go to ``hub.log`` i
 hub's directory (the hub's children share its output). Every process the hub
 starts (proxy, servers, their kernels) carries :attr:`Hub.marker` in its environment,
 so :meth:`Hub.leftovers` finds any that outlive the hub.
+
+With ``culler=(timeout, cull_every)`` the hub also runs ``jupyterhub-idle-culler`` as a
+hub-managed service (its own role, with the scopes its README names), logging to the
+same ``hub.log``.
 """
 
 from __future__ import annotations
@@ -85,6 +89,29 @@ c.Spawner.environment = {spawner_environment!r}
 c.JupyterHub.activity_resolution = 1
 """
 
+#: What jupyterhub-idle-culler needs to stop idle servers (not users: no ``admin:users``).
+CULLER_SCOPES = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
+
+CULLER_CONFIG = """
+# jupyterhub-idle-culler, as a hub-managed service with its own role.
+c.JupyterHub.services.append(
+    {{
+        "name": "idle-culler",
+        "command": [
+            sys.executable,
+            "-m",
+            "jupyterhub_idle_culler",
+            "--timeout={timeout}",
+            "--cull-every={cull_every}",
+        ],
+        "environment": {{"HOWS_HUB_TEST": {marker!r}, "PYTHONUNBUFFERED": "1"}},
+    }}
+)
+c.JupyterHub.load_roles.append(
+    {{"name": "idle-culler", "scopes": {scopes!r}, "services": ["idle-culler"]}}
+)
+"""
+
 
 class HubError(RuntimeError):
     """The hub did not start, or a REST call did not answer as expected."""
@@ -100,10 +127,13 @@ class Hub:
         page_origin: str,
         environment: dict[str, str] | None = None,
         extra_config: str = "",
+        culler: tuple[int, int] | None = None,
     ) -> None:
         self.work = work
         #: Python appended to ``jupyterhub_config.py`` (after everything above, so it wins).
         self.extra_config = extra_config
+        #: ``(timeout, cull_every)`` in seconds: run jupyterhub-idle-culler with them.
+        self.culler = culler
         #: More environment for the single-user servers (``c.Spawner.environment``).
         self.environment = dict(environment or {})
         self.work.mkdir(parents=True, exist_ok=True)
@@ -135,7 +165,7 @@ class Hub:
         proxy = provision.proxy_binary()
         if not proxy.is_file():
             raise HubError(f"configurable-http-proxy is not installed at {proxy}")
-        return CONFIG.format(
+        text = CONFIG.format(
             public_url=self.url,
             hub_url=f"http://127.0.0.1:{self.hub_port}",
             db_url=f"sqlite:///{self.work / 'jupyterhub.sqlite'}",
@@ -156,7 +186,15 @@ class Hub:
                 "HOWS_HUB_TEST": self.marker,
                 **self.environment,
             },
-        ) + (f"\n# Extra configuration\n{self.extra_config}\n" if self.extra_config else "")
+        )
+        if self.culler is not None:
+            timeout, cull_every = self.culler
+            text += CULLER_CONFIG.format(
+                timeout=timeout, cull_every=cull_every, marker=self.marker, scopes=CULLER_SCOPES
+            )
+        if self.extra_config:
+            text += f"\n# Extra configuration\n{self.extra_config}\n"
+        return text
 
     def spawner_args(self) -> list[str]:
         """The single-user servers' command-line options: the page origin they allow.
