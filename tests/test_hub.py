@@ -75,7 +75,11 @@ async def test_the_extension_loads_in_single_user_servers_with_no_extra_step(hub
     assert "jupyter_http_over_ws" not in (hub.work / "jupyterhub_config.py").read_text()
     assert hub.log().count("jupyter_http_over_ws | extension was successfully loaded") == 2
     for user in ("alice", "bob"):
-        diagnosis = await diagnose(hub.user_url(user), origin=PAGE_ORIGIN)
+        try:
+            diagnosis = await diagnose(hub.user_url(user), origin=PAGE_ORIGIN)
+        except HTTPClientError as error:  # seen once under heavy load: say what answered
+            body = error.response.body[:500] if error.response is not None else b""
+            pytest.fail(f"diagnose {user}: {error!r} {body!r}\n{hub.log()[-4000:]}")
         assert diagnosis.extension_version == __version__
 
 
