@@ -7,12 +7,16 @@ certificates has that key), not to ignore certificate errors. The page, on anoth
 origin, imports the client from the server's static route (over ``https://``) and
 fetches a file byte-exact through the tunnel over ``wss://`` and over ``https://``
 polling, and a kernel answers through a proxied socket. A Chromium without the pin
-cannot even load the client: the certificate is really checked.
+cannot even load the client: the certificate is really checked. A page that carries
+the client itself gets only a network error from that Chromium, and the client's
+explanation names the untrusted certificate among the causes, with what to do.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +29,7 @@ from support.browser import (
 )
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
+from support.ports import free_port
 from support.tls import LocalCA, TlsServerProcess
 
 from jupyter_http_over_ws.demo import PageServer
@@ -32,6 +37,8 @@ from jupyter_http_over_ws.demo import PageServer
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 
 ALL_BYTES = bytes(range(256)) * 64
+#: The browser client's sources (js/src), served by the page's own origin too.
+JS_SRC = Path(__file__).resolve().parents[1] / "js" / "src"
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +46,8 @@ def pages(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PageServer]:
     """The test page on its own origin (``http://localhost:Q/``)."""
     directory = tmp_path_factory.mktemp("pages")
     (directory / "index.html").write_text(TEST_PAGE)
+    # The client as a page bundles it (from its own origin, not the server's).
+    shutil.copytree(JS_SRC, directory / "client")
     with PageServer(directory, host="127.0.0.1") as server:
         yield server
 
@@ -188,3 +197,54 @@ def test_without_the_ca_the_client_does_not_load(
     assert error is not None
     assert "Failed to fetch dynamically imported module" in error
     assert any("net::ERR_CERT_AUTHORITY_INVALID" in line for line in console), console
+
+
+def test_without_the_ca_the_explanation_names_the_certificate(
+    chromiums: dict[str, Any], tls_jupyter: TlsServerProcess, pages: PageServer
+) -> None:
+    # The page carries the client (served from its own origin), so it loads; the
+    # WebSocket and the polling fetch to the server fail as a browser reports an
+    # untrusted certificate to a page: as a network error, nothing more.
+    with new_context(chromiums["plain"]) as context:
+        page = open_page(context, f"http://localhost:{pages.port}/")
+        console: list[str] = []
+        page.on("console", lambda msg: console.append(msg.text))
+        error = page.evaluate(
+            """async (a) => {
+                 const client = await import("/client/index.js");
+                 try { await client.connect({ url: a.server, token: a.token }); }
+                 catch (e) { return { name: e.name, kind: e.kind, message: e.message }; }
+                 return null;
+               }""",
+            {"server": tls_jupyter.url, "token": tls_jupyter.token},
+        )
+    assert any("net::ERR_CERT_AUTHORITY_INVALID" in line for line in console), console
+    assert error is not None
+    assert error["name"] == "TunnelError"
+    assert error["kind"] == "unreachable"
+    message = error["message"]
+    assert message.startswith(f"Could not open a tunnel to {tls_jupyter.url}: ")
+    assert "its TLS certificate is not trusted by this browser" in message
+    assert f"open {tls_jupyter.url} in a tab to see the certificate error" in message
+    assert "trust the CA that signed it" in message
+    assert f"jupyter http-over-ws doctor {tls_jupyter.url}" in message
+
+
+def test_plain_http_explanation_does_not_name_a_certificate(
+    chromiums: dict[str, Any], pages: PageServer
+) -> None:
+    # The same network error to an http:// address: no certificate there to blame.
+    with new_context(chromiums["plain"]) as context:
+        page = open_page(context, f"http://localhost:{pages.port}/")
+        message = page.evaluate(
+            """async (server) => {
+                 const client = await import("/client/index.js");
+                 try { await client.connect({ url: server, token: "t" }); }
+                 catch (e) { return e.message; }
+                 return null;
+               }""",
+            f"http://127.0.0.1:{free_port()}/",
+        )
+    assert message is not None
+    assert message.startswith("Could not open a tunnel to ")
+    assert "certificate" not in message

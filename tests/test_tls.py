@@ -5,7 +5,8 @@ polling transport) when told to trust the CA (``ca_file=`` or ``ssl=``): a REST
 request is byte-exact and a kernel answers through a proxied socket, which the
 server relays to its own TLS socket (upstream.py). Without the CA, or under a name
 the certificate does not list, the client fails with the certificate problem named,
-and does not fall back to polling.
+and does not fall back to polling. ``http://`` to the TLS port, and ``https://`` to a
+plain server, raise :class:`WrongSchemeError` with the URL to use.
 """
 
 from __future__ import annotations
@@ -18,12 +19,14 @@ from collections.abc import Iterator
 
 import pytest
 from support.kernels import V1, KernelSocket, stdout_text
+from support.ports import free_port
+from support.server_process import ServerProcess
 from support.tls import LocalCA, TlsServerProcess
 from support.tls import local_ca as local_ca
 from support.tls import tls_server as tls_server
 from support.tls import wrong_name_server as wrong_name_server
 
-from jupyter_http_over_ws.client import TunnelClient, diagnose
+from jupyter_http_over_ws.client import TunnelClient, WrongSchemeError, diagnose
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -164,3 +167,79 @@ async def test_ssl_and_ca_file_together_are_refused(tls_server: TlsServerProcess
     context = tls_server.ca.ssl_context()
     with pytest.raises(ValueError, match="not both"):
         await TunnelClient.connect(tls_server.url, ssl=context, ca_file=tls_server.ca.ca_file)
+
+
+# ------------------------------------------------------------------ the wrong scheme
+# http:// to the TLS port is reset at once; https:// to a plain port waits for the
+# handshake until the connect timeout. Both are named, as the doctor names them, with
+# the URL to use, and neither tries polling after the WebSocket (it would fail the same).
+
+ALL_TRANSPORTS = [*TRANSPORTS, ("websocket", "polling")]
+
+
+@pytest.fixture(scope="module")
+def plain_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    """A real Jupyter server with the extension, plain HTTP."""
+    server = ServerProcess(tmp_path_factory.mktemp("plain-server"))
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.mark.parametrize("transports", ALL_TRANSPORTS, ids="+".join)
+async def test_plain_http_to_the_tls_port_is_named(
+    tls_server: TlsServerProcess, transports: tuple[str, ...]
+) -> None:
+    with pytest.raises(WrongSchemeError) as caught:
+        await TunnelClient.connect(
+            tls_server.plain_url, token=tls_server.token, transports=transports
+        )
+    assert str(caught.value) == (
+        f"The server at 127.0.0.1:{tls_server.port} speaks HTTPS, so {tls_server.plain_url} "
+        f"cannot reach it: use {tls_server.url}"
+    )
+    assert caught.value.suggested_url == tls_server.url
+    assert caught.value.server_speaks_tls is True
+    assert isinstance(caught.value, ConnectionError)  # what the reset was, an OSError
+
+
+@pytest.mark.parametrize("transports", ALL_TRANSPORTS, ids="+".join)
+async def test_https_to_a_plain_port_is_named(
+    plain_server: ServerProcess, local_ca: LocalCA, transports: tuple[str, ...]
+) -> None:
+    https = plain_server.url.replace("http://", "https://", 1)
+    with pytest.raises(WrongSchemeError) as caught:
+        await TunnelClient.connect(
+            https,
+            token=plain_server.token,
+            ca_file=local_ca.ca_file,
+            transports=transports,
+            connect_timeout=2,
+        )
+    assert str(caught.value) == (
+        f"The server at 127.0.0.1:{plain_server.port} speaks plain HTTP, so {https} cannot "
+        f"reach it: use {plain_server.url}"
+    )
+    assert caught.value.suggested_url == plain_server.url
+    assert caught.value.server_speaks_tls is False
+
+
+async def test_diagnose_names_the_wrong_scheme(
+    tls_server: TlsServerProcess, plain_server: ServerProcess
+) -> None:
+    with pytest.raises(WrongSchemeError, match=f"speaks HTTPS.*use {tls_server.url}$"):
+        await diagnose(tls_server.plain_url)
+    https = plain_server.url.replace("http://", "https://", 1)
+    with pytest.raises(WrongSchemeError, match=f"speaks plain HTTP.*use {plain_server.url}$"):
+        await diagnose(https, connect_timeout=2)
+
+
+async def test_nothing_listening_is_not_called_a_wrong_scheme(tls_server: TlsServerProcess) -> None:
+    # Refused connections keep their own error: the scheme is only named when the
+    # same address answers the other one.
+    for scheme in ("http", "https"):
+        with pytest.raises(OSError) as caught:
+            await TunnelClient.connect(f"{scheme}://127.0.0.1:{free_port()}/", connect_timeout=2)
+        assert not isinstance(caught.value, WrongSchemeError)

@@ -162,12 +162,24 @@ export async function explain(failures, options) {
   }
   return new TunnelError(
     "unreachable",
-    `Could not open a tunnel to ${options.baseUrl}: the server is not reachable, the ` +
-      "jupyter-http-over-ws extension is not loaded there, or this page's origin is not " +
+    `Could not open a tunnel to ${options.baseUrl}: the server is not reachable, ` +
+      untrustedCertificate(options.baseUrl) +
+      "the jupyter-http-over-ws extension is not loaded there, or this page's origin is not " +
       "allowed (ServerApp.allow_origin / allow_origin_pat), or the token is wrong. " +
       `Run: ${doctor} (tried ${tried})`,
     { failures },
   );
+}
+
+/**
+ * For an https:// server, the cause a browser hides behind a plain network error: a TLS
+ * certificate it does not trust (a page's fetch and WebSocket only see a failure).
+ */
+function untrustedCertificate(baseUrl) {
+  if (new URL(baseUrl).protocol !== "https:") return "";
+  return "its TLS certificate is not trusted by this browser (a browser reports only a failed " +
+    `connection: open ${baseUrl} in a tab to see the certificate error, then trust the CA that ` +
+    "signed it, or give the server a certificate the browser trusts), ";
 }
 
 /** Whether the extension's static client answers (no credentials, any origin). */

@@ -21,6 +21,7 @@ from __future__ import annotations
 from ._diagnose import diagnose
 from ._polled_socket import PolledWebSocket
 from ._responses import Response, StreamingResponse
+from ._tls_errors import WrongSchemeError
 from ._tunnel import TunnelClient, TunnelClosedError, TunnelWebSocket
 
 __all__ = [
@@ -30,5 +31,6 @@ __all__ = [
     "TunnelClient",
     "TunnelClosedError",
     "TunnelWebSocket",
+    "WrongSchemeError",
     "diagnose",
 ]

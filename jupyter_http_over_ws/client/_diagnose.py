@@ -10,6 +10,7 @@ from ..wire.handshake import Diagnosis
 from ..wire.names import DIAGNOSE_PATH
 from ..wire.protocol import decode_json
 from ._connect import Endpoint, client_ssl_context
+from ._tls_errors import wrong_scheme_error
 
 
 async def diagnose(
@@ -26,7 +27,8 @@ async def diagnose(
     """Ask the server at ``url`` (including its ``base_url``) what it knows of this client.
 
     Needs no credentials. Raises ``tornado.httpclient.HTTPClientError`` (403) when the
-    server refuses ``origin``, and ``OSError`` when it cannot be reached. ``ssl`` and
+    server refuses ``origin``, and ``OSError`` when it cannot be reached
+    (:class:`WrongSchemeError` when the server speaks the other scheme). ``ssl`` and
     ``ca_file`` say which certificates to trust, as for ``TunnelClient.connect``.
     """
     endpoint = Endpoint(
@@ -37,7 +39,13 @@ async def diagnose(
         ssl_context=client_ssl_context(ssl, ca_file),
     )
     query = {"min_version": min_version} if min_version else None
-    connection = await endpoint.open(DIAGNOSE_PATH, query)
+    try:
+        connection = await endpoint.open(DIAGNOSE_PATH, query)
+    except Exception as error:
+        mismatch = await wrong_scheme_error(url, error, connect_timeout, endpoint.ssl_context)
+        if mismatch is not None:
+            raise mismatch from error
+        raise
     try:
         await connection.write_message(message)
         answer = await connection.read_message()

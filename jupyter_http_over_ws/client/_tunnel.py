@@ -29,6 +29,7 @@ from ..wire.protocol import (
 from ._connect import DEFAULT_MAX_MESSAGE_SIZE, Endpoint, client_ssl_context
 from ._polling import PollingTransport
 from ._responses import Response, StreamingResponse, _StreamContext
+from ._tls_errors import wrong_scheme_error
 from ._transport import Transport, TunnelWebSocket
 from ._websocket import WebSocketTransport
 
@@ -144,7 +145,10 @@ class TunnelClient:
         (a PEM file of the CAs to trust instead) or ``ssl`` (an ``ssl.SSLContext``, as
         asyncio and aiohttp take it) says otherwise. A certificate that does not verify
         raises ``ssl.SSLCertVerificationError`` naming the problem (unknown CA, wrong
-        host name, expired) and the fix; it does not fall back to polling.
+        host name, expired) and the fix; it does not fall back to polling. ``http://``
+        to a server that speaks only TLS, or ``https://`` to one that does not, raises
+        :class:`WrongSchemeError` (a ``ConnectionError``) naming the URL to use, once
+        the same address has answered with the other scheme.
         """
         unknown = set(transports) - set(TRANSPORTS)
         if unknown or not transports:
@@ -177,6 +181,8 @@ class TunnelClient:
             try:
                 connection = await endpoint.open(TUNNEL_PATH, query)
             except Exception as error:
+                # The wrong scheme fails the same way over polling: say so at once.
+                await _raise_if_wrong_scheme(endpoint, error)
                 if "polling" not in transports or _refused(error):
                     raise
                 upgrade_error = error
@@ -185,8 +191,10 @@ class TunnelClient:
         endpoint = _polling_endpoint(endpoint, auth_url)
         try:
             transport = await PollingTransport.open(endpoint, min_version=min_version)
-        except HTTPClientError as error:
-            if upgrade_error is not None and error.code == 404:
+        except Exception as error:
+            await _raise_if_wrong_scheme(endpoint, error)
+            no_endpoint = isinstance(error, HTTPClientError) and error.code == 404
+            if upgrade_error is not None and no_endpoint:
                 # No polling endpoint (an older server, or allow_polling=False): the
                 # WebSocket's failure is the one that explains the problem.
                 raise upgrade_error from None
@@ -518,6 +526,15 @@ class TunnelClient:
         await self._settled()
         socket: TunnelWebSocket = await self._current.open_socket(path, subprotocols)
         return socket
+
+
+async def _raise_if_wrong_scheme(endpoint: Endpoint, error: BaseException) -> None:
+    """Raise :class:`WrongSchemeError` if ``error`` came from ``http://`` to TLS or back."""
+    mismatch = await wrong_scheme_error(
+        endpoint.url, error, endpoint.connect_timeout, endpoint.ssl_context
+    )
+    if mismatch is not None:
+        raise mismatch from error
 
 
 def _refused(error: BaseException) -> bool:

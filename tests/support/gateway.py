@@ -12,6 +12,12 @@ through the ``JUPYTER_GATEWAY_URL`` and ``JUPYTER_GATEWAY_AUTH_TOKEN`` variables
 ``GatewayClient`` reads exactly as it reads ``--GatewayClient.url`` and
 ``--GatewayClient.auth_token``.
 
+Given a :class:`~support.tls.LocalCA`, the gateway serves HTTPS only, with a certificate
+from that CA (``--KernelGatewayApp.certfile``/``keyfile``), and :func:`gateway_server`
+gives the server the CA to verify it with (``GatewayClient.validate_cert`` stays at its
+default, on): by ``SSL_CERT_FILE`` unless told otherwise, because jupyter_server 2
+applies ``GatewayClient.ca_certs`` only together with ``client_cert``.
+
 Every process either starts (the gateway, the server, the gateway's kernels) carries
 :attr:`KernelGateway.marker` in its environment, so :func:`leftovers` finds any that
 outlive them.
@@ -24,6 +30,7 @@ import json
 import os
 import secrets
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -35,6 +42,7 @@ from typing import Any
 from support.ports import free_port
 from support.processes import carrying, kill_group
 from support.server_process import ServerProcess
+from support.tls import LocalCA, ServerCertificate
 
 #: The one kernelspec the gateway offers.
 GATEWAY_KERNEL = "gateway-python"
@@ -43,10 +51,13 @@ MARKER_VARIABLE = "HOWS_GATEWAY_TEST"
 
 
 class KernelGateway:
-    """``python -m kernel_gateway`` on a free loopback port."""
+    """``python -m kernel_gateway`` on a free loopback port (HTTPS only, given ``ca``)."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, ca: LocalCA | None = None) -> None:
         self.work = work
+        #: The CA whose certificate the gateway serves, or ``None`` for plain HTTP.
+        self.ca = ca
+        self.certificate: ServerCertificate | None = ca.issue(stem="gateway") if ca else None
         self.work.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.token = secrets.token_hex(16)
@@ -56,8 +67,9 @@ class KernelGateway:
 
     @property
     def url(self) -> str:
-        """The gateway's HTTP URL (no trailing slash, as ``GatewayClient.url`` takes it)."""
-        return f"http://127.0.0.1:{self.port}"
+        """The gateway's URL (no trailing slash, as ``GatewayClient.url`` takes it)."""
+        scheme = "https" if self.certificate else "http"
+        return f"{scheme}://127.0.0.1:{self.port}"
 
     def _write_kernelspec(self) -> Path:
         data = self.work / "data"
@@ -99,6 +111,11 @@ class KernelGateway:
             # the gateway answers 403 unless listing is allowed.
             "--JupyterWebsocketPersonality.list_kernels=True",
         ]
+        if self.certificate is not None:
+            command += [
+                f"--KernelGatewayApp.certfile={self.certificate.certfile}",
+                f"--KernelGatewayApp.keyfile={self.certificate.keyfile}",
+            ]
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 command,
@@ -124,7 +141,8 @@ class KernelGateway:
         request = urllib.request.Request(
             self.url + path, headers={"Authorization": f"token {self.token}"}
         )
-        with urllib.request.urlopen(request, timeout=5) as response:
+        context = ssl.create_default_context(cafile=str(self.ca.ca_file)) if self.ca else None
+        with urllib.request.urlopen(request, timeout=5, context=context) as response:
             return json.loads(response.read())
 
     def kernel_ids(self) -> set[str]:
@@ -151,16 +169,71 @@ class KernelGateway:
         kill_group(self.proc)
 
 
-def gateway_server(work: Path, gateway: KernelGateway) -> ServerProcess:
-    """A jupyter_server with the extension whose kernels live on ``gateway`` (not started)."""
-    return ServerProcess(
-        work,
-        env={
-            "JUPYTER_GATEWAY_URL": gateway.url,
-            "JUPYTER_GATEWAY_AUTH_TOKEN": gateway.token,
-            MARKER_VARIABLE: gateway.marker,
-        },
-    )
+#: The environment variables that can name the gateway's CA to the server, for
+#: :func:`gateway_server`'s ``ca_variable``.
+CA_VARIABLES = ("SSL_CERT_FILE", "JUPYTER_GATEWAY_CA_CERTS")
+
+
+def ca_bundle(ca: LocalCA, path: Path) -> Path:
+    """A PEM bundle at ``path``: this system's CAs, then ``ca`` (what an operator installs)."""
+    system = ssl.get_default_verify_paths().cafile
+    pems = [Path(system).read_bytes()] if system and Path(system).is_file() else []
+    path.write_bytes(b"\n".join([*pems, ca.ca_file.read_bytes()]))
+    return path
+
+
+class UnreadyGatewayServer(ServerProcess):
+    """A :class:`ServerProcess` that is ready once ``/api`` answers.
+
+    Its ``/api/status`` needs the gateway (it lists the gateway's kernels), which this
+    server may not reach.
+    """
+
+    def _ready(self) -> bool:
+        try:
+            with urllib.request.urlopen(self.url + "api", timeout=2) as response:
+                return bool(response.status == 200)
+        except (OSError, urllib.error.URLError):
+            return False
+
+
+def gateway_server(
+    work: Path,
+    gateway: KernelGateway,
+    *,
+    ca_variable: str | None = "SSL_CERT_FILE",
+    reaches_gateway: bool = True,
+    server_app: dict[str, Any] | None = None,
+) -> ServerProcess:
+    """A jupyter_server with the extension whose kernels live on ``gateway`` (not started).
+
+    For a gateway on HTTPS, ``ca_variable`` names its CA to the server: ``SSL_CERT_FILE``
+    (OpenSSL's default CAs: a bundle of this system's and the gateway's CA), or
+    ``JUPYTER_GATEWAY_CA_CERTS`` (``GatewayClient.ca_certs``: the CA alone), or ``None``
+    (only the system's CAs). ``reaches_gateway=False``: a server that cannot reach the
+    gateway, ready once it answers at all. ``server_app`` adds ``ServerApp`` settings
+    (``allow_origin``...), in a config directory of their own on ``JUPYTER_CONFIG_PATH``.
+    """
+    env = {
+        "JUPYTER_GATEWAY_URL": gateway.url,
+        "JUPYTER_GATEWAY_AUTH_TOKEN": gateway.token,
+        MARKER_VARIABLE: gateway.marker,
+    }
+    if gateway.ca is not None and ca_variable == "SSL_CERT_FILE":
+        work.mkdir(parents=True, exist_ok=True)
+        env["SSL_CERT_FILE"] = str(ca_bundle(gateway.ca, work / "ca-bundle.pem"))
+    elif gateway.ca is not None and ca_variable is not None:
+        assert ca_variable in CA_VARIABLES, ca_variable
+        env[ca_variable] = str(gateway.ca.ca_file)
+    if server_app:
+        extra_config = work / "gateway-server-config"
+        extra_config.mkdir(parents=True, exist_ok=True)
+        settings = {"ServerApp": server_app}
+        (extra_config / "jupyter_server_config.json").write_text(json.dumps(settings))
+        env["JUPYTER_CONFIG_PATH"] = str(extra_config)
+    if not reaches_gateway:
+        return UnreadyGatewayServer(work, env=env)
+    return ServerProcess(work, env=env)
 
 
 def leftovers(marker: str) -> list[int]:
