@@ -13,8 +13,9 @@ import json
 import socket
 import ssl
 from typing import Literal
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
+from ..client._tls_errors import other_scheme, wrong_scheme_words
 from .findings import INSTALL, NOTE, OK, PROBLEM, READ_LOG, Report
 from .target import Target, base_url_candidates, bounded, get_api
 
@@ -108,31 +109,6 @@ def _unreachable(url: str, error: BaseException, ca_file: str | None = None) -> 
     return (f"{url} cannot be reached: {error}.", "check the URL and that the server is running")
 
 
-async def _other_scheme(
-    url: str, error: BaseException, timeout: float, ssl_context: ssl.SSLContext | None = None
-) -> str | None:
-    """``url`` with the other scheme, if the failure came from using the wrong one."""
-    from tornado.simple_httpclient import HTTPStreamClosedError, HTTPTimeoutError
-
-    parts = urlsplit(url)
-    if parts.scheme == "https" and (
-        isinstance(error, HTTPTimeoutError | asyncio.TimeoutError | TimeoutError)
-        or (isinstance(error, ssl.SSLError) and not isinstance(error, ssl.CertificateError))
-    ):
-        other = urlunsplit(("http", *parts[1:]))
-    elif parts.scheme == "http" and isinstance(error, HTTPStreamClosedError | ConnectionResetError):
-        other = urlunsplit(("https", *parts[1:]))
-    else:
-        return None
-    try:
-        await get_api(other, min(timeout, 5.0), ssl_context=ssl_context)
-    except ssl.SSLCertVerificationError:
-        return other  # it speaks TLS, with a certificate this machine does not trust
-    except Exception:
-        return None
-    return other
-
-
 async def check_reachable(report: Report, target: Target, url: str) -> str | None:
     """Check 1: a Jupyter server answers ``GET {base_url}api``; returns its URL."""
     first_status: int | None = None
@@ -140,18 +116,14 @@ async def check_reachable(report: Report, target: Target, url: str) -> str | Non
         try:
             response = await get_api(candidate, target.timeout, ssl_context=target.ssl_context)
         except Exception as error:
-            other = await _other_scheme(candidate, error, target.timeout, target.ssl_context)
+            other = await other_scheme(candidate, error, target.timeout, target.ssl_context)
             if other is None:
                 report.add("reachable", PROBLEM, *_unreachable(candidate, error, target.ca_file))
             else:
-                speaks = "HTTPS" if other.startswith("https:") else "plain HTTP"
-                report.add(
-                    "reachable",
-                    PROBLEM,
-                    f"The server at {urlsplit(candidate).netloc} speaks {speaks}, so "
-                    f"{candidate} cannot reach it.",
-                    f"use {other} (and {'wss' if speaks == 'HTTPS' else 'ws'}:// in the page)",
-                )
+                message, fix = wrong_scheme_words(candidate, other)
+                page_scheme = "wss" if other.startswith("https:") else "ws"
+                fix = f"{fix} (and {page_scheme}:// in the page)"
+                report.add("reachable", PROBLEM, message, fix)
             return None
         version = None
         if response.code == 200:
