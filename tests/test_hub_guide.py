@@ -20,11 +20,13 @@ and uses the tunnel through that hub, as the guide says a frontend does:
 
 from __future__ import annotations
 
+import asyncio
 import http.cookiejar
 import json
 import os
 import re
 import secrets
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -165,7 +167,7 @@ async def use_alices_server(hub: Hub, local_ca: LocalCA, token: str, transport: 
 def test_the_guide_marks_every_hub_config_snippet_it_shows():
     text = GUIDE.read_text()
     snippets = guide_snippets(text)
-    assert len(snippets) == text.count(MARK) == 6
+    assert len(snippets) == text.count(MARK) == 7
     for snippet in snippets:
         compile(snippet, "jupyterhub_config.py", "exec")
     # Every jupyterhub_config.py snippet of the guide, outside the tests' own section,
@@ -184,6 +186,13 @@ async def test_the_hub_runs_the_guide_config_and_the_extension_loads(hub, local_
         hub.user_url("alice"), origin=ALLOWED_ORIGINS[0], ca_file=local_ca.ca_file
     )
     assert diagnosis.extension_version == __version__
+    # The guide's idle culler runs as a hub-managed service with its role.
+    assert "Starting service 'idle-culler'" in hub.log()
+    # ... and its first round asks the hub for the users with its role's scopes.
+    deadline = time.monotonic() + 30
+    while not re.search(r"200 GET /hub/api/users\S* \(idle-culler@", hub.log()):
+        assert time.monotonic() < deadline, hub.log()[-3000:]
+        await asyncio.sleep(0.5)
 
 
 # --------------------------------------------------------------------------------- TLS
