@@ -69,6 +69,11 @@ class Workload:
     executes: int = 10
     #: Bytes of stdout each execute prints.
     output_size: int = 4000
+    #: The client's ``connect_timeout``, which also bounds opening the kernel's channels:
+    #: jupyter_server answers that upgrade once the new kernel answers, which can take
+    #: more than the default 20 s when every user's kernel starts at once on a busy
+    #: machine (set the servers' ``HttpOverWebSocketApp.connect_timeout`` to match).
+    connect_timeout: float = 90.0
 
     def operations(self) -> int:
         """How many operations one user issues."""
@@ -267,7 +272,11 @@ async def _kernel_loop(tunnel: TunnelClient, run: UserRun, work: Workload, tally
 async def run_user(run: UserRun, work: Workload, tally: Tally) -> None:
     """``run.user``'s whole workload on one tunnel (WebSocket transport) to their server."""
     async with await TunnelClient.connect(
-        run.url, token=run.token, origin=run.origin, transports=("websocket",)
+        run.url,
+        token=run.token,
+        origin=run.origin,
+        transports=("websocket",),
+        connect_timeout=work.connect_timeout,
     ) as tunnel:
         await asyncio.gather(
             *(_rest_loop(tunnel, run, work, tally, w) for w in range(work.rest_workers)),

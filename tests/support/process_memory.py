@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +116,18 @@ class HubMemory:
         if missing:
             raise LookupError(f"no running single-user server found for {missing}")
         return cls(hub_pid, proxies, servers)
+
+    async def held_by_servers(self, settle: float = 1.0) -> dict[str, int]:
+        """Each server's RSS once it collected garbage and trimmed its heap.
+
+        The servers must run the ``SIGUSR2`` handler of
+        :data:`support.server_process.TRIM_ON_SIGUSR2` (a config file of theirs); what
+        they then still hold is what they keep, not what the allocator has yet to return.
+        """
+        for pid in self.server_pids.values():
+            os.kill(pid, signal.SIGUSR2)
+        await asyncio.sleep(settle)
+        return {user: rss(pid) for user, pid in self.server_pids.items()}
 
     def snapshot(self) -> Snapshot:
         """Everyone's RSS now."""
