@@ -74,6 +74,8 @@ class Workload:
     #: more than the default 20 s when every user's kernel starts at once on a busy
     #: machine (set the servers' ``HttpOverWebSocketApp.connect_timeout`` to match).
     connect_timeout: float = 90.0
+    #: The tunnel's transport: ``"websocket"`` or ``"polling"``.
+    transport: str = "websocket"
 
     def operations(self) -> int:
         """How many operations one user issues."""
@@ -270,12 +272,12 @@ async def _kernel_loop(tunnel: TunnelClient, run: UserRun, work: Workload, tally
 
 
 async def run_user(run: UserRun, work: Workload, tally: Tally) -> None:
-    """``run.user``'s whole workload on one tunnel (WebSocket transport) to their server."""
+    """``run.user``'s whole workload on one tunnel to their server."""
     async with await TunnelClient.connect(
         run.url,
         token=run.token,
         origin=run.origin,
-        transports=("websocket",),
+        transports=(work.transport,),
         connect_timeout=work.connect_timeout,
     ) as tunnel:
         await asyncio.gather(
