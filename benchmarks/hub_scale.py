@@ -43,6 +43,8 @@ from support.hub_workload import OP_KINDS, Tally, UserRun, Workload, run_user
 from support.process_memory import HubMemory, MemoryWatch, MiB, Snapshot
 from support.server_process import TRIM_ON_SIGUSR2
 
+from jupyter_http_over_ws.client import TunnelClient
+
 DEFAULT_OUT = bench_env.REPO_DIR / "docs" / "benchmarks"
 SMOKE_OUT = bench_env.WORK_DIR / "smoke"
 PAGE_ORIGIN = "https://frontend.example"
@@ -65,6 +67,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--executes", type=int, default=30, help="executes per kernel and round (default 30)"
+    )
+    parser.add_argument(
+        "--idle-tunnels",
+        type=int,
+        default=50,
+        help="open idle tunnels of one user, to measure what each costs (default 50; "
+        "at most max_sockets_per_user, 64)",
     )
     parser.add_argument("--smoke", action="store_true", help="2 users, tiny rounds (CI)")
     parser.add_argument("--out", type=Path, default=None, help="where results go")
@@ -141,8 +150,10 @@ async def measure(hub: Hub, users: list[str], work: Workload, rounds: int) -> di
     await run_rounds(runs, work, 1, warmup)
     warm = await memory.held_by_servers()
     tally = Tally()
+    cpu_before = memory.cpu()
     async with MemoryWatch(memory) as watch:
         elapsed = await run_rounds(runs, work, rounds, tally)
+    cpu = {name: used - cpu_before[name] for name, used in memory.cpu().items()}
     held = await memory.held_by_servers()
     answered = sum(tally.answered.values())
     return {
@@ -159,6 +170,51 @@ async def measure(hub: Hub, users: list[str], work: Workload, rounds: int) -> di
             for kind, figures in tally.summary().items()
         },
         "memory": memory_figures(before, watch, warm, held),
+        "cpu_seconds": {name: round(used, 2) for name, used in cpu.items()},
+        "body_mib": round(rounds * len(users) * body_bytes(work) / MiB, 1),
+    }
+
+
+def body_bytes(work: Workload) -> int:
+    """The upload and download bytes one user's round moves, as they travel (base64)."""
+    return 2 * sum(4 * ((size + 2) // 3) for size in work.upload_sizes)
+
+
+async def measure_open_tunnels(hub: Hub, user: str, count: int, transport: str) -> dict[str, Any]:
+    """What ``count`` open, idle tunnels of one user cost its server and the proxy."""
+    assert hub.proc is not None
+    memory = HubMemory.find(hub.proc.pid, hub.marker, [user])
+    token = hub.new_token(user, [f"access:servers!user={user}"], note="bench-idle")
+    before = (await memory.held_by_servers())[user]
+    proxy_before = memory.snapshot().proxy
+    tunnels = []
+    try:
+        for _ in range(count):
+            tunnel = await TunnelClient.connect(
+                hub.user_url(user), token=token, origin=PAGE_ORIGIN, transports=(transport,)
+            )
+            tunnels.append(tunnel)
+            reply = await tunnel.request("GET", "/api/status")
+            if reply.status != 200:
+                raise RuntimeError(f"GET /api/status answered {reply.status}")
+        await asyncio.sleep(2)
+        held_open = (await memory.held_by_servers())[user]
+        proxy_open = memory.snapshot().proxy
+    finally:
+        for tunnel in tunnels:
+            await tunnel.close()
+    await asyncio.sleep(2)
+    held_closed = (await memory.held_by_servers())[user]
+    return {
+        "transport": transport,
+        "tunnels": count,
+        "server_held_before": mib(before),
+        "server_held_open": mib(held_open),
+        "server_held_after_close": mib(held_closed),
+        "server_kib_per_tunnel": round((held_open - before) / count / 1024, 1),
+        "proxy_before": mib(proxy_before),
+        "proxy_open": mib(proxy_open),
+        "proxy_kib_per_tunnel": round((proxy_open - proxy_before) / count / 1024, 1),
     }
 
 
@@ -231,6 +287,21 @@ def markdown(results: dict[str, Any]) -> str:
                 else "-"
             )
         lines.append(f"| {kind} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "CPU seconds used during the measured rounds (all users' traffic), and the upload "
+        "and download bodies the rounds moved (base64, as they travel):",
+        "",
+        "| transport | bodies, MiB | hub | proxy | all servers | proxy ms per MiB of bodies |",
+        "|---|---|---|---|---|---|",
+    ]
+    for run in results["runs"]:
+        cpu = run["cpu_seconds"]
+        per_mib = 1000 * cpu["proxy"] / run["body_mib"] if run["body_mib"] else 0
+        lines.append(
+            f"| {run['transport']} | {run['body_mib']} | {cpu['hub']} | {cpu['proxy']} | "
+            f"{cpu['servers']} | {per_mib:.1f} |"
+        )
     lines += ["", "## Memory (RSS, MiB)", ""]
     for run in results["runs"]:
         memory = run["memory"]
@@ -249,6 +320,26 @@ def markdown(results: dict[str, Any]) -> str:
                 f"| {user} | {figures['before']} | {figures['peak']} | "
                 f"{figures['held_after_warmup']} | {figures['held_after']} | "
                 f"{figures['kernel_peak']} |"
+            )
+        lines.append("")
+    if results.get("open_tunnels"):
+        lines += [
+            "## What an open tunnel costs",
+            "",
+            "One user opens this many tunnels (each answers one `GET /api/status`, then "
+            "stays open and idle); the server's held memory before, with them open, and "
+            "after they closed, and the proxy's RSS:",
+            "",
+            "| transport | tunnels | server held before | open | after close | "
+            "KiB per tunnel | proxy before | proxy open | proxy KiB per tunnel |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for row in results["open_tunnels"]:
+            lines.append(
+                f"| {row['transport']} | {row['tunnels']} | {row['server_held_before']} | "
+                f"{row['server_held_open']} | {row['server_held_after_close']} | "
+                f"{row['server_kib_per_tunnel']} | {row['proxy_before']} | "
+                f"{row['proxy_open']} | {row['proxy_kib_per_tunnel']} |"
             )
         lines.append("")
     lines += [
@@ -299,6 +390,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     clock = time.perf_counter()
     hub.start()
     runs = []
+    idle: list[dict[str, Any]] = []
     try:
         for user in users:
             hub.api("POST", f"users/{user}/server")
@@ -309,6 +401,9 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             print(f"{transport}: {len(users)} users, 1 + {args.rounds} rounds", flush=True)
             runs.append(await measure(hub, users, work, args.rounds))
             print(json.dumps({k: v for k, v in runs[-1].items() if k != "errors"}), flush=True)
+        for transport in args.transports.split(","):
+            idle.append(await measure_open_tunnels(hub, users[0], args.idle_tunnels, transport))
+            print(json.dumps(idle[-1]), flush=True)
     finally:
         left = hub.stop()
         if left:
@@ -328,6 +423,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             "machine": bench_env.machine_info(),
         },
         "runs": runs,
+        "open_tunnels": idle,
     }
 
 
@@ -336,6 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.smoke:
         args.users = min(args.users, 2)
         args.rounds = 1
+        args.idle_tunnels = min(args.idle_tunnels, 5)
         if args.transports == "websocket,polling":
             args.transports = "websocket"
     out = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)

@@ -20,7 +20,7 @@ from types import TracebackType
 
 from support.processes import carrying
 
-__all__ = ["HubMemory", "MemoryWatch", "MiB", "Snapshot", "descendants", "rss"]
+__all__ = ["HubMemory", "MemoryWatch", "MiB", "Snapshot", "cpu_seconds", "descendants", "rss"]
 
 MiB = 1024 * 1024
 
@@ -35,6 +35,16 @@ def rss(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) * 1024
     return 0
+
+
+def cpu_seconds(pid: int) -> float:
+    """The CPU time (user and system) process ``pid`` has used so far (0 if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    # After the command name: state is field 3, utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _parents() -> dict[int, int]:
@@ -128,6 +138,14 @@ class HubMemory:
             os.kill(pid, signal.SIGUSR2)
         await asyncio.sleep(settle)
         return {user: rss(pid) for user, pid in self.server_pids.items()}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds used so far by the hub, the proxy and all servers together."""
+        return {
+            "hub": cpu_seconds(self.hub_pid),
+            "proxy": sum(cpu_seconds(pid) for pid in self.proxy_pids),
+            "servers": sum(cpu_seconds(pid) for pid in self.server_pids.values()),
+        }
 
     def snapshot(self) -> Snapshot:
         """Everyone's RSS now."""
