@@ -27,6 +27,7 @@ import asyncio
 import base64
 import hashlib
 import json
+import math
 import os
 import secrets
 import time
@@ -88,7 +89,7 @@ def percentile(values: list[float], fraction: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(fraction * len(ordered) + 0.5)))
+    rank = max(1, min(len(ordered), math.ceil(fraction * len(ordered))))
     return ordered[rank - 1]
 
 
