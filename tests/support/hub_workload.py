@@ -15,7 +15,8 @@ Shared by ``tests/test_hub_scale.py`` (which asserts on it) and
   ``execute_result``) must come back exactly, then deleted.
 
 The work is a fixed number of operations, never a timed run. Every operation is one
-request (an execute counts as one: its request and the messages answering it); a
+request (an execute counts as one: its request and the messages answering it; so does
+opening the kernel's channels, until the kernel answers on them); a
 :class:`Tally` counts each kind issued and answered, keeps each latency, and records
 every wrong or missing answer in ``errors`` instead of stopping, so a run reports
 everything that went wrong.
