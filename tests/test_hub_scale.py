@@ -8,7 +8,7 @@ single-user servers run at once. Each user's Python client opens its own tunnel 
 may be lost (every request answered), every reply must be byte-exact, each user's
 files must be in their own home only, and each server's memory stays bounded: under a
 generous ceiling, and, once warm, where it was after more rounds of the same work. The
-memory of every server and kernel, the hub and its proxy is printed (``-s`` shows it).
+memory of every server and kernel, the hub and its proxy is printed in the run's output.
 ``benchmarks/hub_scale.py`` times the same workload.
 """
 
@@ -99,7 +99,7 @@ def memory_report(watch: MemoryWatch, held: list[dict[str, int]]) -> str:
     return "\n".join(lines)
 
 
-async def test_five_users_mixed_workload_at_once_nothing_lost_every_byte_exact(hub):
+async def test_five_users_mixed_workload_at_once_nothing_lost_every_byte_exact(hub, capsys):
     runs = [
         UserRun(
             user,
@@ -117,7 +117,8 @@ async def test_five_users_mixed_workload_at_once_nothing_lost_every_byte_exact(h
             await asyncio.gather(*(run_user(run, WORKLOAD, tally) for run in runs))
             held.append(await memory.held_by_servers())
     report = memory_report(watch, held)
-    print(f"\n{sum(tally.answered.values())} operations; memory:\n{report}")
+    with capsys.disabled():  # in the test run's output, captured or not
+        print(f"\n{sum(tally.answered.values())} operations; memory (RSS):\n{report}")
 
     # Nothing lost, nothing wrong: every operation answered, every answer exact.
     assert tally.errors == [], "\n".join(tally.errors[:30])
