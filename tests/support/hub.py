@@ -32,6 +32,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from support import provision
 from support.ports import free_port
 from support.processes import carrying
 
+#: The users a hub allows unless told others (``Hub(users=...)``).
 USERS = ("alice", "bob")
 
 #: What the ``test-admin`` service may do: manage users and servers, make users' tokens
@@ -128,12 +130,15 @@ class Hub:
         environment: dict[str, str] | None = None,
         extra_config: str = "",
         culler: tuple[int, int] | None = None,
+        users: Sequence[str] = USERS,
     ) -> None:
         self.work = work
         #: Python appended to ``jupyterhub_config.py`` (after everything above, so it wins).
         self.extra_config = extra_config
         #: ``(timeout, cull_every)`` in seconds: run jupyterhub-idle-culler with them.
         self.culler = culler
+        #: The users the hub allows (``c.Authenticator.allowed_users``), each with a home.
+        self.users = tuple(users)
         #: More environment for the single-user servers (``c.Spawner.environment``).
         self.environment = dict(environment or {})
         self.work.mkdir(parents=True, exist_ok=True)
@@ -175,7 +180,7 @@ class Hub:
             proxy_api_url=f"http://127.0.0.1:{self.proxy_api_port}",
             proxy_token=secrets.token_hex(16),
             password=self.password,
-            users=set(USERS),
+            users=set(self.users),
             admin_token=self.admin_token,
             admin_scopes=ADMIN_SCOPES,
             home_template=str(self.work / "home" / "{username}"),
@@ -209,7 +214,7 @@ class Hub:
 
     def start(self, timeout: float = 60.0) -> None:
         """Start the hub (it starts the proxy) and wait until its API answers."""
-        for user in USERS:
+        for user in self.users:
             self.home(user).mkdir(parents=True, exist_ok=True)
         config = self.work / "jupyterhub_config.py"
         config.write_text(self.config_text())
