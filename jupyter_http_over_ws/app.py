@@ -126,13 +126,16 @@ class HttpOverWebSocketApp(ExtensionApp):
     )
 
     connect_timeout = Float(
-        20.0,
+        60.0,
         config=True,
         help=(
             "Seconds to wait for this server to accept the upstream half of a proxied "
             "WebSocket (proxied_ws, or a polling session's channel) before answering the "
             "client's upgrade with 504 (502 when it cannot be reached at all); a polled "
-            "channel closes with 4504 (4502)."
+            "channel closes with 4504 (4502). jupyter_server accepts a new kernel's "
+            "channels only once the kernel is ready, which it waits for up to its own "
+            "kernel_info_timeout (60 s by default): keep this at least as long, so a slow "
+            "kernel start is waited for as a direct client would wait. Example: 120."
         ),
     )
 
@@ -149,7 +152,7 @@ class HttpOverWebSocketApp(ExtensionApp):
     )
 
     polling_idle_timeout = Float(
-        60.0,
+        20.0,
         config=True,
         help=(
             "Seconds a polling session may go without any request from its client (a "
