@@ -100,6 +100,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
             default=None,
             help=f"default {value} ({getattr(Counts.smoke(), name)} with --smoke)",
         )
+    parser.add_argument(
+        "--phases",
+        default="idle,active",
+        help="which phases to run: idle (the two idle servers), active, or both (default); "
+        "a phase not run is taken from the idle-scale.json already in the output folder",
+    )
     parser.add_argument("--out", type=Path, default=None, help="output folder")
     return parser.parse_args(argv)
 
@@ -116,6 +122,10 @@ def raise_fd_limit(needed: int) -> int:
 
 def load_average() -> list[float]:
     return [round(x, 2) for x in os.getloadavg()]
+
+
+def now() -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z")
 
 
 def fd_count(pid: int) -> int:
@@ -281,7 +291,7 @@ async def fresh_server(name: str, source: str) -> Any:
 async def idle_phase(kind: str, counts: Counts, source: str) -> dict[str, Any]:
     """Idle sockets of one kind (``ours`` or ``direct``) on a fresh server."""
     server = await fresh_server(f"idle-{kind}", source)
-    result: dict[str, Any] = {"load_average_before": load_average()}
+    result: dict[str, Any] = {"started": now(), "load_average_before": load_average()}
     held: list[Any] = []
     try:
         kernels = await start_kernels(server, counts.kernels)
@@ -357,7 +367,11 @@ async def active_phase(counts: Counts, source: str) -> dict[str, Any]:
 
     server = await fresh_server("active", source)
     rounds: dict[str, list[dict[str, Any]]] = {"direct": [], "ours": []}
-    result: dict[str, Any] = {"load_average_before": load_average(), "rounds": rounds}
+    result: dict[str, Any] = {
+        "started": now(),
+        "load_average_before": load_average(),
+        "rounds": rounds,
+    }
     try:
         for number in range(counts.rounds):
             order = ["direct", "ours"] if number % 2 == 0 else ["ours", "direct"]
@@ -403,8 +417,17 @@ def markdown(results: dict[str, Any], findings: str) -> str:
         f"- Run: {meta['started']}, {meta['seconds']} s, `{meta['command']}`",
         f"- Machine: {machine.get('cpu')}, {machine.get('cpus')} CPUs, "
         f"{machine.get('memory')}, {machine.get('platform')} (shared, noisy)",
-        f"- Load average (1, 5, 15 min) at the start: {meta['load_average_start']}, "
-        f"at the end: {meta['load_average_end']}",
+        *(
+            f"- {name}: started {results[key].get('started', meta['started'])}, load average "
+            f"(1, 5, 15 min) {results[key]['load_average_before']} before, "
+            f"{results[key]['load_average_after']} after"
+            + (f" (earlier run: `{results[key]['command']}`)" if "command" in results[key] else "")
+            for name, key in (
+                ("Idle, ours", "ours"),
+                ("Idle, direct", "direct"),
+                ("Active", "active"),
+            )
+        ),
         f"- Ours: python {env.get('python')}, jupyter_server {env.get('jupyter_server')}, "
         f"tornado {env.get('tornado')}, package at git {machine.get('git_commit')}"
         + (" (dirty)" if machine.get("git_dirty") else ""),
@@ -557,13 +580,23 @@ async def main_async(args: argparse.Namespace) -> int:
             "machine": bench_env.machine_info(),
         }
     }
-    results["ours"] = await idle_phase("ours", counts, source)
-    results["direct"] = await idle_phase("direct", counts, source)
-    results["active"] = await active_phase(counts, source)
+    phases = {p.strip() for p in args.phases.split(",") if p.strip()}
+    out: Path = args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT)
+    if phases != {"idle", "active"}:
+        earlier = json.loads((out / "idle-scale.json").read_text())
+        for key in ("ours", "direct", "active"):
+            results[key] = earlier[key]
+            results[key].setdefault("command", earlier["meta"]["command"])
+            results[key].setdefault("started", earlier["meta"]["started"])
+    if "idle" in phases:
+        results["ours"] = await idle_phase("ours", counts, source)
+        results["direct"] = await idle_phase("direct", counts, source)
+    if "active" in phases:
+        results["active"] = await active_phase(counts, source)
     results["meta"]["seconds"] = round(time.time() - started, 1)
     results["meta"]["load_average_end"] = load_average()
 
-    write_outputs(results, args.out or (SMOKE_OUT if args.smoke else DEFAULT_OUT))
+    write_outputs(results, out)
     return 0
 
 
