@@ -16,18 +16,16 @@ it with ``run.py --only kernel_rtt --ours-env PYTHONPATH=benchmarks --ours-arg=.
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 
 
-class NoDelayKernelConnection(ZMQChannelsWebsocketConnection):  # type: ignore[misc]
+class NoDelayKernelConnection(ZMQChannelsWebsocketConnection):
     """jupyter_server's kernel WebSocket connection, with ``TCP_NODELAY`` on its socket."""
 
-    def connect(self) -> asyncio.Future[None] | None:
+    def connect(self) -> Any:
         """Called from the handler's ``open()``, once the socket is upgraded."""
-        # Tornado ignores it for sockets that are not TCP (e.g. a Unix socket).
+        # Tornado applies it to TCP sockets only (not to a Unix socket).
         self.websocket_handler.set_nodelay(True)
-        result: Any = super().connect()
-        return result  # type: ignore[no-any-return]
+        return super().connect()
