@@ -94,8 +94,9 @@ class _Pacer:
 class _QuickAck:
     """Re-arms ``TCP_QUICKACK`` (Linux clears it after a while) after each message read."""
 
-    def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
-        self.sock = ws.get_extra_info("socket") if QUICK_ACK and _TCP_QUICKACK else None
+    def __init__(self, ws: aiohttp.ClientWebSocketResponse, enabled: bool | None = None) -> None:
+        wanted = QUICK_ACK if enabled is None else enabled
+        self.sock = ws.get_extra_info("socket") if wanted and _TCP_QUICKACK else None
 
     def __call__(self) -> None:
         if self.sock is not None:
@@ -394,20 +395,35 @@ def kernel_message(msg_type: str, content: dict[str, Any], session: str) -> dict
 
 
 class KernelSocket:
-    """A kernel's channels WebSocket; ``on_message`` sees every decoded message."""
+    """A kernel's channels WebSocket; ``on_message`` sees every decoded message.
+
+    ``quick_ack``: whether this socket ACKs every segment at once (``TCP_QUICKACK``) or
+    delays its ACKs as clients usually do; ``None`` follows :data:`QUICK_ACK`.
+    """
 
     def __init__(
-        self, session: aiohttp.ClientSession, ws: aiohttp.ClientWebSocketResponse, session_id: str
+        self,
+        session: aiohttp.ClientSession,
+        ws: aiohttp.ClientWebSocketResponse,
+        session_id: str,
+        quick_ack: bool | None = None,
     ) -> None:
         self.session = session
         self.ws = ws
         self.session_id = session_id
+        self.quick_ack = quick_ack
         self.on_message: Callable[[dict[str, Any]], None] | None = None
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
     async def connect(
-        cls, ws_base: str, kernel_id: str, headers: dict[str, str], *, proxied: bool
+        cls,
+        ws_base: str,
+        kernel_id: str,
+        headers: dict[str, str],
+        *,
+        proxied: bool,
+        quick_ack: bool | None = None,
     ) -> KernelSocket:
         session_id = uuid.uuid4().hex
         path = f"/api/kernels/{kernel_id}/channels"
@@ -425,10 +441,10 @@ class KernelSocket:
         except BaseException:
             await session.close()
             raise
-        return cls(session, ws, session_id)
+        return cls(session, ws, session_id, quick_ack)
 
     async def _read_loop(self) -> None:
-        quick_ack = _QuickAck(self.ws)
+        quick_ack = _QuickAck(self.ws, self.quick_ack)
         while True:
             message = await self.ws.receive()
             quick_ack()

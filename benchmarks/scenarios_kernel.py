@@ -88,29 +88,50 @@ async def _round_trip(
     return done_at - start
 
 
-async def _connect(variant: Variant, ctx: Context) -> KernelSocket:
+async def _connect(
+    variant: Variant, ctx: Context, *, quick_ack: bool | None = None
+) -> KernelSocket:
     server = ctx.server(variant)
     return await KernelSocket.connect(
         server.ws_url,
         ctx.kernels[variant.server_kind],
         server.auth_headers,
         proxied=variant.tunnel,
+        quick_ack=quick_ack,
     )
 
 
-async def measure_round_trip(variant: Variant, ctx: Context) -> dict[str, Any]:
-    """``execute_request`` (``pass``) to ``execute_reply``, one at a time: p50 in ms."""
-    socket = await _connect(variant, ctx)
+async def _round_trips(variant: Variant, ctx: Context, *, quick_ack: bool | None) -> list[float]:
+    """``ctx.sizes.kernel_rtts`` execute round trips on a new socket, in ms."""
+    socket = await _connect(variant, ctx, quick_ack=quick_ack)
     try:
         for _ in range(3):
             await _round_trip(socket, "kernel_info_request", {}, "kernel_info_reply")
-        samples = [
+        return [
             1000 * await _round_trip(socket, "execute_request", EXECUTE, "execute_reply")
             for _ in range(ctx.sizes.kernel_rtts)
         ]
     finally:
         await socket.close()
-    return {"kernel_rtt_p50": percentile(samples, 0.5), "kernel_rtt_p90": percentile(samples, 0.9)}
+
+
+async def measure_round_trip(variant: Variant, ctx: Context) -> dict[str, Any]:
+    """``execute_request`` (``pass``) to ``execute_reply``, one at a time: p50, p90 in ms.
+
+    Twice, on two sockets one after the other: a client that ACKs every segment at once
+    (``TCP_QUICKACK``, unless ``--no-quickack``), then one that delays its ACKs as most
+    clients do. jupyter_server's kernel socket writes without ``TCP_NODELAY``, so with
+    the second client Nagle's algorithm holds a small frame until the delayed ACK of the
+    previous one comes (up to 40 ms on Linux): the difference is that stall.
+    """
+    quick = await _round_trips(variant, ctx, quick_ack=None)
+    delayed = await _round_trips(variant, ctx, quick_ack=False)
+    return {
+        "kernel_rtt_p50": percentile(quick, 0.5),
+        "kernel_rtt_p90": percentile(quick, 0.9),
+        "kernel_rtt_delayed_ack_p50": percentile(delayed, 0.5),
+        "kernel_rtt_delayed_ack_p90": percentile(delayed, 0.9),
+    }
 
 
 #: Requests outstanding at most during a burst. ZeroMQ drops messages past its high-water
@@ -182,6 +203,18 @@ def scenarios(ctx: Context) -> list[Scenario]:
                     1.3,
                 ),
                 Metric("kernel_rtt_p90", "kernel execute_request round trip, p90", "ms", "lower"),
+                Metric(
+                    "kernel_rtt_delayed_ack_p50",
+                    "kernel execute_request round trip, p50, client delaying its ACKs",
+                    "ms",
+                    "lower",
+                ),
+                Metric(
+                    "kernel_rtt_delayed_ack_p90",
+                    "kernel execute_request round trip, p90, client delaying its ACKs",
+                    "ms",
+                    "lower",
+                ),
             ),
             warmup=True,
         ),
