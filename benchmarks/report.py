@@ -173,6 +173,23 @@ def _machine_lines(meta: dict[str, Any]) -> list[str]:
     return lines
 
 
+#: The results of the other benchmarks, which write pages of their own (kept here so that
+#: a new run of ``run.py`` keeps the links).
+OTHER_RESULTS = """\
+## Other benchmarks
+
+- [hub-scale.md](hub-scale.md) (`benchmarks/hub_scale.py`): five users' servers behind a
+  real JupyterHub and configurable-http-proxy, each user's tunnel doing REST, uploads and
+  a kernel at the same time: operations per second, p50/p99 per operation over the
+  WebSocket and the polling transport, and the memory of every server, kernel, the hub
+  and its proxy. What they mean for a deployment:
+  [docs/operators/scaling.md](../operators/scaling.md).
+- [idle-scale.md](idle-scale.md) (`benchmarks/idle_scale.py`): 1,000 idle tunnel sockets
+  and 100 idle proxied kernel sockets held by one server (memory per socket, CPU while
+  idle), and 200 active tunnels against 200 direct keep-alive clients.
+"""
+
+
 def results_markdown(results: dict[str, Any]) -> str:
     meta = results["meta"]
     parts = [
@@ -189,6 +206,7 @@ def results_markdown(results: dict[str, Any]) -> str:
         "",
         "![tunnel / direct ratios](results.png)",
         "",
+        OTHER_RESULTS,
     ]
     return "\n".join(parts)
 
