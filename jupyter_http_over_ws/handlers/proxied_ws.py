@@ -10,11 +10,16 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..runtime import Refusal
 from ..session import SHUTDOWN_TEXT
-from ..upstream import AdmissionRefusedError, UpstreamRefusedError, received_close_frame
+from ..upstream import (
+    AdmissionRefusedError,
+    UpstreamRefusedError,
+    UpstreamSocket,
+    received_close_frame,
+)
 from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
 from ..wsproxy import is_binary, is_websocket_upgrade, raw_route_argument, upstream_close
 from .base import TunnelSocketMixin
@@ -36,7 +41,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
     the server's authorizer) reaches the client as that same HTTP status.
     """
 
-    upstream: WebSocketClientConnection | None = None
+    upstream: UpstreamSocket | None = None
     _pump: asyncio.Task[None] | None = None
     #: Why the socket closes as soon as it opens (over ``max_sockets_per_user``).
     _refusal: Refusal | None = None
