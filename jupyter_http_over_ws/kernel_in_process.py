@@ -156,6 +156,11 @@ class InProcessKernelSocket:
             reader.set_result(None)
 
     @property
+    def protocol(self) -> WebSocketProtocol | None:
+        """The handler's protocol object (as on Tornado's client connection), once created."""
+        return self._protocol
+
+    @property
     def ended(self) -> bool:
         """Whether the socket has ended (either side closed it, or the handler failed)."""
         return self._ended
