@@ -91,6 +91,7 @@ class InProcessKernelSocket:
         self._protocol: _InProcessProtocol | None = None
         #: The task running the kernel handler (Tornado's ``_execute``) for this socket.
         self.handler_task: asyncio.Future[Any] | None = None
+        self._forward: Callable[[str | bytes], None] | None = None
 
     # -- the relay's side ------------------------------------------------------------
 
@@ -105,18 +106,44 @@ class InProcessKernelSocket:
             self._reader = future
         return future
 
-    async def write_message(self, message: str | bytes, binary: bool = False) -> None:
-        """Hand one client frame to the handler; raises ``WebSocketClosedError`` once ended."""
+    def write_message(self, message: str | bytes, binary: bool = False) -> Awaitable[None]:
+        """Hand one client frame to the handler; fails with ``WebSocketClosedError`` once ended.
+
+        Once the handler's ``open`` has finished and its ``on_message`` is synchronous
+        (the kernel handler's is), the frame is handled before this returns, and the
+        awaitable is already done.
+        """
+        if binary and isinstance(message, str):
+            message = message.encode()
+        elif not binary and not isinstance(message, str):
+            message = bytes(message).decode()
+        protocol = self._protocol
+        if self._opened.done() and protocol is not None and not self._ended:
+            handled = protocol.deliver_now(message)
+            if handled is None:
+                return _done()
+            return handled
+        return self._write_when_open(message)
+
+    async def _write_when_open(self, message: str | bytes) -> None:
         if not self._opened.done():
             await self._opened
         protocol = self._protocol
         if self._ended or protocol is None:
             raise WebSocketClosedError()
-        if binary and isinstance(message, str):
-            message = message.encode()
-        elif not binary and not isinstance(message, str):
-            message = bytes(message).decode()
-        await protocol.deliver(message)
+        handled = protocol.deliver_now(message)
+        if handled is not None:
+            await handled
+
+    def forward_to(self, forward: Callable[[str | bytes], None]) -> None:
+        """Hand the handler's frames to ``forward`` as they are written (and those waiting).
+
+        ``read_message`` then gives only the end (``None``). For a relay whose client
+        socket buffers writes itself (``proxied_ws``): no task switch per frame.
+        """
+        while self._frames:
+            forward(self._frames.popleft())
+        self._forward = forward
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
         """The client closes the socket (or has gone): the handler's ``on_close`` runs."""
@@ -137,6 +164,9 @@ class InProcessKernelSocket:
             self._opened.set_result(None)
 
     def _push(self, frame: str | bytes) -> None:
+        if self._forward is not None:
+            self._forward(frame)
+            return
         reader, self._reader = self._reader, None
         if reader is not None and not reader.done():
             reader.set_result(frame)
@@ -214,21 +244,36 @@ class _InProcessProtocol(WebSocketProtocol):
             self.client_closed(self._peer.close_code, self._peer.close_reason)
         await asyncio.shield(self._closed)
 
-    async def deliver(self, message: str | bytes) -> None:
-        """A client frame: to the handler's ``on_message``, as Tornado's frame loop does."""
+    def deliver_now(self, message: str | bytes) -> Awaitable[None] | None:
+        """A client frame to the handler's ``on_message``, as Tornado's frame loop does.
+
+        Returns what ``on_message`` returned if it is awaitable (the caller awaits it
+        before the next frame), else ``None``.
+        """
         if self.client_terminated or self.server_terminated:
-            return
+            return None
         handler = self.handler
         assert isinstance(handler, WebSocketHandler)
         if len(message) > handler.max_message_size:
             self.close(*MESSAGE_TOO_BIG)
             self._abort()
-            return
+            return None
         try:
             handled = handler.on_message(message)
-            if handled is not None:
-                await handled
         except Exception:
+            handler.log_exception(*sys.exc_info())  # type: ignore[arg-type]
+            self._abort()
+            return None
+        if handled is None:
+            return None
+        return self._finish_handling(handled)
+
+    async def _finish_handling(self, handled: Awaitable[None]) -> None:
+        try:
+            await handled
+        except Exception:
+            handler = self.handler
+            assert isinstance(handler, WebSocketHandler)
             handler.log_exception(*sys.exc_info())  # type: ignore[arg-type]
             self._abort()
 
