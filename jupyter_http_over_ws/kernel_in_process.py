@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import sys
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,8 +36,6 @@ from tornado.web import Application, RequestHandler
 from tornado.websocket import WebSocketClosedError, WebSocketHandler, WebSocketProtocol
 
 from .dispatch import RequestContext
-
-log = logging.getLogger(__name__)
 
 #: The Tornado internals this module relies on (each pinned by a test):
 #: ``RequestHandler._execute(transforms, *args, **kwargs)`` runs a handler as Tornado's
@@ -487,7 +484,7 @@ async def open_in_process(route: KernelRoute, *, timeout: float) -> InProcessKer
     if not connection.answered.done():
         peer.close()
         if running.done():
-            with contextlib.suppress(BaseException):
+            with contextlib.suppress(Exception):  # the handler logged it already
                 running.result()
             raise InProcessRefusedError(502, "the kernel handler ended without an answer")
         raise InProcessRefusedError(504, "the kernel handler did not answer in time")
