@@ -37,7 +37,7 @@ from .wire.protocol import HttpRequest
 XSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-class _RequestContext:
+class RequestContext:
     """The connection facts Tornado's ``HTTPServerRequest`` reads (``remote_ip``, ``protocol``)."""
 
     def __init__(self, remote_ip: str | None, protocol: str) -> None:
@@ -53,7 +53,7 @@ class _RequestContext:
 class _TunnelledConnection(httputil.HTTPConnection):
     """The ``HTTPConnection`` a tunnelled request's handler writes its response to."""
 
-    def __init__(self, context: _RequestContext, reply: ReplyStream) -> None:
+    def __init__(self, context: RequestContext, reply: ReplyStream) -> None:
         self.context = context
         self._reply = reply
         self._close_callback: Callable[[], None] | None = None
@@ -149,7 +149,7 @@ class InProcessDispatcher:
         If the task running this is cancelled (the client went away, the server
         is stopping), the handler is told the connection closed.
         """
-        context = _RequestContext(self._upgrade.remote_ip, self._upgrade.protocol)
+        context = RequestContext(self._upgrade.remote_ip, self._upgrade.protocol)
         connection = _TunnelledConnection(context, reply)
         start_line = httputil.RequestStartLine(
             request.method, request_uri(self._upgrade.base_url, request.path), "HTTP/1.1"

@@ -280,6 +280,7 @@ class TunnelRegistry:
             self._settings,
             entrance=self.entrance(),
             stream=connection.stream,
+            application=handler.application,
         )
 
     def open_polling_session(self, handler: ClientHandler) -> PollingSession | Refusal:

@@ -29,13 +29,14 @@ from __future__ import annotations
 import re
 import unicodedata
 from asyncio import Future
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Final, Protocol
 from urllib.parse import unquote
 
 from tornado import httpclient, httputil
 from tornado.iostream import IOStream
 from tornado.netutil import Resolver
+from tornado.web import Application
 from tornado.websocket import (
     WebSocketClientConnection,
     WebSocketError,
@@ -43,7 +44,15 @@ from tornado.websocket import (
     WebSocketProtocol13,
 )
 
+from .dispatch import RequestContext
 from .entrance import PrivateEntrance, relay_target
+from .kernel_in_process import (
+    InProcessKernelSocket,
+    InProcessRefusedError,
+    KernelRoute,
+    kernel_route,
+    open_in_process,
+)
 from .upgrade import UpgradeContext
 from .wire.handshake import without_credentials
 from .wire.names import TUNNEL_PATH
@@ -167,10 +176,33 @@ class _CloseFrameNotingProtocol(WebSocketProtocol13):
 def received_close_frame(connection: object) -> bool:
     """Whether the upstream ``connection`` ended with a close frame (``False`` if unknown).
 
-    Only a connection :func:`connect_upstream` opened can tell; for any other the
-    answer is ``False`` (a close without a code is then reported as a lost upstream).
+    Only a connection :func:`connect_upstream` opened, or an in-process kernel socket,
+    can tell; for any other the answer is ``False`` (a close without a code is then
+    reported as a lost upstream).
     """
-    return isinstance(connection, UpstreamConnection) and connection.close_frame_received
+    return (
+        isinstance(connection, (UpstreamConnection, InProcessKernelSocket))
+        and connection.close_frame_received
+    )
+
+
+class UpstreamSocket(Protocol):
+    """What a dial opens: Tornado's client connection, or an in-process kernel socket."""
+
+    @property
+    def selected_subprotocol(self) -> str | None: ...  # noqa: D102
+
+    @property
+    def close_code(self) -> int | None: ...  # noqa: D102
+
+    @property
+    def close_reason(self) -> str | None: ...  # noqa: D102
+
+    def read_message(self) -> Awaitable[str | bytes | None]: ...  # noqa: D102
+
+    def write_message(self, message: str | bytes, binary: bool = False) -> Awaitable[None]: ...  # noqa: D102
+
+    def close(self, code: int | None = None, reason: str | None = None) -> None: ...  # noqa: D102
 
 
 def upstream_request(
@@ -205,12 +237,19 @@ async def connect_upstream(
     max_message_size: int,
     connect_timeout: float,
     resolver: Resolver | None = None,
-) -> WebSocketClientConnection:
+    in_process: KernelRoute | None = None,
+) -> UpstreamConnection | InProcessKernelSocket:
     """Open the upstream WebSocket; raises ``HTTPClientError`` with the server's refusal.
 
     The connection is an :class:`UpstreamConnection` (what ``websocket_connect`` opens,
-    plus :attr:`~UpstreamConnection.close_frame_received`).
+    plus :attr:`~UpstreamConnection.close_frame_received`). With ``in_process`` (the
+    route of a kernel's channels, see :mod:`.kernel_in_process`), nothing is dialled:
+    jupyter_server's kernel handler runs here for ``url``'s request, and a refusal
+    raises :class:`~.kernel_in_process.InProcessRefusedError`. Every upstream socket
+    passes here either way (tests watch this function).
     """
+    if in_process is not None:
+        return await open_in_process(in_process, timeout=connect_timeout)
     connection = UpstreamConnection(
         upstream_request(url, headers, connect_timeout=connect_timeout),
         subprotocols=list(subprotocols) if subprotocols else None,
@@ -253,9 +292,11 @@ class UpstreamDialer:
         *,
         entrance: PrivateEntrance | None,
         stream: IOStream,
+        application: Application | None = None,
     ) -> None:
         self._upgrade = upgrade
         self._settings = settings
+        self._application = application
         self._origin = ""
         self._resolver: Resolver | None = None
         self._no_address: str | None = None
@@ -271,7 +312,7 @@ class UpstreamDialer:
         *,
         query: str = "",
         admit: Callable[[], None] | None = None,
-    ) -> WebSocketClientConnection:
+    ) -> UpstreamSocket:
         """Open ``path`` (relative to ``base_url``, as the client encoded it) upstream.
 
         ``query``, if any, is appended as it came (``proxied_ws`` takes it from its own
@@ -281,6 +322,10 @@ class UpstreamDialer:
         ``admit``, if given, is called once the path is allowed and before anything is
         dialled (the caller counts the socket against ``max_sockets_per_user`` there);
         what it raises (:class:`AdmissionRefusedError`) ends the dial undialled.
+
+        This is where the path is chosen: a kernel's channels, on a server whose kernel
+        sockets can be served in-process (:mod:`.kernel_in_process`), run jupyter_server's
+        own handler here, against the relay itself; anything else is relayed.
         """
         settings = self._settings
         try:
@@ -300,7 +345,8 @@ class UpstreamDialer:
         # The credentials travel as the upgrade's Authorization header (see .upgrade);
         # in the URL the upstream handler would write them to the log.
         target = without_credentials(target)
-        if self._no_address is not None:
+        in_process = self._in_process_route(target, subprotocols)
+        if in_process is None and self._no_address is not None:
             raise UpstreamRefusedError(502, self._no_address)
         url = self._origin + self._upgrade.base_url.rstrip("/") + target
         headers = relay_headers(self._upgrade, through_entrance=self._resolver is not None)
@@ -312,7 +358,10 @@ class UpstreamDialer:
                 max_message_size=settings.max_message_size,
                 connect_timeout=settings.connect_timeout,
                 resolver=self._resolver,
+                in_process=in_process,
             )
+        except InProcessRefusedError as e:
+            raise UpstreamRefusedError(e.status, e.reason) from None
         except httpclient.HTTPClientError as e:
             status = upstream_refusal_status(e)
             raise UpstreamRefusedError(status, "upstream refused the WebSocket", e) from None
@@ -320,3 +369,16 @@ class UpstreamDialer:
             raise UpstreamRefusedError(400, "not a WebSocket endpoint") from None
         except OSError as e:
             raise UpstreamRefusedError(502, "cannot reach the upstream WebSocket", e) from None
+
+    def _in_process_route(self, target: str, subprotocols: Sequence[str]) -> KernelRoute | None:
+        """The kernel route to serve in-process for ``target``, or ``None`` (relay it)."""
+        if self._application is None:
+            return None
+        upgrade = self._upgrade
+        return kernel_route(
+            self._application,
+            upgrade.base_url.rstrip("/") + target,
+            relay_headers(upgrade, through_entrance=False),
+            subprotocols,
+            RequestContext(upgrade.remote_ip, upgrade.protocol),
+        )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Awaitable
 from typing import Any
 
 from jupyter_server.auth.decorator import ws_authenticated
@@ -10,11 +12,17 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
-from tornado.websocket import WebSocketClientConnection, WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..kernel_in_process import InProcessKernelSocket
 from ..runtime import Refusal
 from ..session import SHUTDOWN_TEXT
-from ..upstream import AdmissionRefusedError, UpstreamRefusedError, received_close_frame
+from ..upstream import (
+    AdmissionRefusedError,
+    UpstreamRefusedError,
+    UpstreamSocket,
+    received_close_frame,
+)
 from ..wire.names import PROXIED_WS_PREFIX, CloseCode, sendable_close_code
 from ..wsproxy import is_binary, is_websocket_upgrade, raw_route_argument, upstream_close
 from .base import TunnelSocketMixin
@@ -36,7 +44,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
     the server's authorizer) reaches the client as that same HTTP status.
     """
 
-    upstream: WebSocketClientConnection | None = None
+    upstream: UpstreamSocket | None = None
     _pump: asyncio.Task[None] | None = None
     #: Why the socket closes as soon as it opens (over ``max_sockets_per_user``).
     _refusal: Refusal | None = None
@@ -121,7 +129,15 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         if self._refusal is not None:
             self.close(*self._refusal)
             return
+        if isinstance(self.upstream, InProcessKernelSocket):
+            # The kernel handler runs in this process: its frames come straight here.
+            self.upstream.forward_to(self._forward)
         self._pump = asyncio.create_task(self._relay_upstream())
+
+    def _forward(self, message: str | bytes) -> None:
+        """Write one of an in-process upstream's frames to the client, as it comes."""
+        with contextlib.suppress(WebSocketClosedError):  # the client has gone: on_close follows
+            self.write_message(message, binary=is_binary(message))
 
     async def shutdown(self) -> None:
         """The server is stopping: close both sides with 1001 (going away)."""
@@ -149,12 +165,27 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         sendable = sendable_close_code(code)
         self.close(sendable, reason if sendable is not None else None)
 
-    async def on_message(self, message: str | bytes) -> None:
+    def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Relay a client message upstream; Tornado waits for this before reading the next."""
         if self.upstream is None:
-            return
+            return None
         try:
-            await self.upstream.write_message(message, binary=is_binary(message))
+            written = self.upstream.write_message(message, binary=is_binary(message))
+        except WebSocketClosedError:
+            self.close(CloseCode.INTERNAL_ERROR, "upstream closed")
+            return None
+        if (
+            isinstance(written, asyncio.Future)
+            and written.done()
+            and not written.cancelled()
+            and written.exception() is None
+        ):
+            return None  # handled already (an in-process kernel socket): no task per frame
+        return self._await_upstream_write(written)
+
+    async def _await_upstream_write(self, written: Awaitable[None]) -> None:
+        try:
+            await written
         except WebSocketClosedError:
             self.close(CloseCode.INTERNAL_ERROR, "upstream closed")
 
