@@ -143,10 +143,14 @@ class InProcessKernelSocket:
         self._forward = forward
 
     def close(self, code: int | None = None, reason: str | None = None) -> None:
-        """The client closes the socket (or has gone): the handler's ``on_close`` runs."""
+        """The client closes the socket (or has gone): the handler's ``on_close`` runs.
+
+        The socket then reads as closed with the client's code and no reason, as a
+        Tornado client's does once the server has echoed its close frame.
+        """
         if self._ended:
             return
-        self._end()
+        self._end(code, None, frame=True)
         protocol = self._protocol
         if protocol is not None:
             protocol.client_closed(code, reason)

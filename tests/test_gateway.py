@@ -182,7 +182,7 @@ async def test_kernel_on_the_gateway_runs_interrupts_and_restarts(
         deleted = await tunnel.request("DELETE", f"api/kernels/{kernel_id}")
         assert deleted.status == 204, deleted.text()
     assert kernel_id not in gateway.kernel_ids()
-    assert not server.error_lines()
+    assert not server.error_lines(), gateway.error_lines()
 
 
 @pytest.mark.parametrize("transports", TRANSPORTS, ids=lambda t: t[0])

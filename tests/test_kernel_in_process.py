@@ -249,18 +249,25 @@ async def test_restart_and_interrupt(hows_tunnel, upstreams):
     ks.connection.close()
 
 
-async def test_client_close_code_reaches_the_handler(hows_tunnel, upstreams):
-    kid = await start_kernel(hows_tunnel)
-    ks = await tunnelled(hows_tunnel, kid, V1)
+@pytest.fixture(params=["hows_tunnel", "hows_polling_tunnel"], ids=["websocket", "polling"])
+def either_tunnel(request):
+    """The tunnel over the WebSocket, then over polling."""
+    return request.getfixturevalue(request.param)
+
+
+async def test_client_close_code_reaches_the_handler(either_tunnel, upstreams):
+    tunnel = either_tunnel
+    kid = await start_kernel(tunnel)
+    ks = await tunnelled(tunnel, kid, V1)
     await ks.wait_ready()
     handler = server_handler(kid, ks.session)
     ks.connection.close(4001, "bye")
     await read_until_closed(ks.connection)
     await eventually(lambda: handler.close_code is not None, message="kernel socket close")
     assert (handler.close_code, handler.close_reason) == (4001, "bye")
-    assert ks.connection.close_code == 4001
+    assert ks.connection.close_code == 4001  # the server's echo of the client's close
     await eventually(lambda: server_handler(kid, ks.session) is None, message="unregistered")
-    model = (await hows_tunnel.request("GET", f"/api/kernels/{kid}")).json()
+    model = (await tunnel.request("GET", f"/api/kernels/{kid}")).json()
     assert model["connections"] == 0
 
 

@@ -148,6 +148,12 @@ def hub_guide_config(monkeypatch) -> Config:
     return c
 
 
+#: The JupyterHub guide's culler service, and the timeout of the chart's own culler
+#: (``cull.timeout`` in z2jh 4.4.0's values.yaml, with ``cull.enabled: true``).
+CULLER = "idle-culler"
+CHART_CULL_TIMEOUT = 3600
+
+
 def resolved(value: Any, initial: Any) -> Any:
     """A config value as the trait gets it (``append``/``update`` applied to ``initial``)."""
     return value.get_value(initial) if hasattr(value, "get_value") else value
@@ -165,11 +171,16 @@ def test_the_values_give_the_hub_the_jupyterhub_guides_configuration(monkeypatch
     # JUPYTERHUB_ALLOW_TOKEN_IN_URL: singleuser.extraEnv is c.Spawner.environment.
     assert values["singleuser"]["extraEnv"] == resolved(c.Spawner.environment, {})
     # The services and roles, as the chart turns its dictionaries into lists.
+    # The guide's idle-culler service and role are the chart's own culler (``cull``,
+    # which the chart runs as a service with its own role): they are not in hub.services.
     services = resolved(c.JupyterHub.services, [])
     guide_services = {s["name"]: {k: v for k, v in s.items() if k != "api_token"} for s in services}
+    culler = guide_services.pop(CULLER)
+    assert f"--timeout={CHART_CULL_TIMEOUT}" in culler["command"]
+    assert "cull" not in values  # the chart's defaults: cull.enabled, cull.timeout 3600
     chart_services = {name: {"name": name, **s} for name, s in hub["services"].items()}
+    assert CULLER not in chart_services
     assert chart_services == guide_services
-    roles = resolved(c.JupyterHub.load_roles, [])
-    assert {name: {"name": name, **r} for name, r in hub["loadRoles"].items()} == {
-        r["name"]: r for r in roles
-    }
+    roles = {r["name"]: r for r in resolved(c.JupyterHub.load_roles, [])}
+    assert roles.pop(CULLER)["services"] == [CULLER]
+    assert {name: {"name": name, **r} for name, r in hub["loadRoles"].items()} == roles

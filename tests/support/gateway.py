@@ -153,6 +153,14 @@ class KernelGateway:
         """Everything the gateway has logged so far."""
         return self.log_path.read_text(errors="replace")
 
+    def error_lines(self) -> list[str]:
+        """The gateway's log lines at ERROR level, and its tracebacks' last lines."""
+        return [
+            line
+            for line in self.log().splitlines()
+            if line.startswith("[E ") or (line.startswith("    ") and "Error" in line)
+        ]
+
     def stop(self, timeout: float = 30.0) -> int:
         """Stop the gateway as an operator does (SIGTERM: it shuts its kernels down)."""
         assert self.proc is not None
