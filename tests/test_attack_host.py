@@ -115,7 +115,13 @@ async def test_every_endpoint_takes_the_hosts_the_server_takes(
         got = await outcomes(port, jp_base_url, hows_token, host, session_id)
         seen.add(got["direct api"])
         accepted = got["direct api"] == 200
-        assert got["direct websocket"] == (101 if accepted else got["direct api"]), (host, got)
+        # Tornado before 6.5 read an empty Host as 127.0.0.1 (HTTPServerRequest.host), so
+        # a plain request with one is answered, while its WebSocket protocol refuses an
+        # upgrade whose Host header is empty (400). The endpoints answer as that upgrade.
+        upgrade_taken = accepted and host != ""
+        assert got["direct websocket"] == (101 if upgrade_taken else got["direct api"]) or (
+            host == "" and got["direct websocket"] == 400
+        ), (host, got)
         want = {
             "tunnel": got["direct websocket"],
             "diagnose": got["direct websocket"],

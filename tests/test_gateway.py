@@ -36,12 +36,14 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(180)]
 TRANSPORTS = [("websocket",), ("polling",)]
 
 #: Code whose replies exercise every kind of output: stdout, stderr, a rich display,
-#: a result and an error.
+#: a result and an error. ipykernel sends stdout and stderr as separate streams, each
+#: flushed on its own timer, so without an explicit flush their order differs from run
+#: to run, direct or not; flushing each puts them on the wire in the order printed.
 MIXED_OUTPUT = """\
 import sys
 from IPython.display import HTML, display
-print("out", 1)
-print("err", 2, file=sys.stderr)
+print("out", 1, flush=True)
+print("err", 2, file=sys.stderr, flush=True)
 display(HTML("<b>bold</b>"))
 """
 
