@@ -72,8 +72,13 @@ class ServerProcess:
     """``python -m jupyter_server`` on a free loopback port, with a private config."""
 
     def __init__(
-        self, work: Path, options: dict[str, Any] | None = None, env: dict[str, str] | None = None
+        self,
+        work: Path,
+        options: dict[str, Any] | None = None,
+        env: dict[str, str] | None = None,
+        config: dict[str, dict[str, Any]] | None = None,
     ) -> None:
+        """``options`` configure the extension; ``config`` adds other sections (by class)."""
         self.work = work
         self.root_dir = work / "root"
         self.root_dir.mkdir(parents=True, exist_ok=True)
@@ -82,6 +87,7 @@ class ServerProcess:
         self.log_path = work / "server.log"
         self.options = options or {}
         self.env = env or {}
+        self.config = config or {}
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -106,6 +112,8 @@ class ServerProcess:
             "IdentityProvider": {"token": self.token},
             "HttpOverWebSocketApp": self.options,
         }
+        for section, values in self.config.items():
+            config.setdefault(section, {}).update(values)
         (config_dir / "jupyter_server_config.json").write_text(json.dumps(config))
         # Config files run inside the server: SIGUSR2 makes it collect garbage and hand
         # freed heap pages back to the system, so RSS shows what it still holds.

@@ -8,6 +8,7 @@ import logging
 import pytest
 
 from jupyter_http_over_ws.polling import BufferClosedError, OutgoingBuffer, PollingSession
+from jupyter_http_over_ws.polling.session import STREAMING_ENVELOPES, STREAMING_GATHER_SECONDS
 from jupyter_http_over_ws.upstream import UpstreamRefusedError
 from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
@@ -224,6 +225,64 @@ async def test_idle_seconds_are_zero_while_a_request_is_open():
     session.end_request()
     await asyncio.sleep(0.02)
     assert session.idle_seconds() >= 0.01
+
+
+async def open_channel(session, dial):
+    """Channel 1, open, with its ``opened`` envelope answered; its upstream."""
+    session.deliver(SendBatch(0, (OpenEnvelope(1, "/api/x", ()),)))
+    await until(lambda: dial.upstreams)
+    assert (await envelopes(session, 0)).messages == (OpenedEnvelope(1, None),)
+    return dial.upstreams[0]
+
+
+async def test_streaming_channel_output_is_gathered_into_fuller_answers():
+    dial = FakeDial()
+    session = new_session(dial)
+    upstream = await open_channel(session, dial)
+    for i in range(STREAMING_ENVELOPES):
+        upstream.feed(f"flood {i}")
+    await until(lambda: session.outgoing.next_seq == 1 + STREAMING_ENVELOPES)
+    since = 1
+    batch = await envelopes(session, since)  # not streaming before: answered at once
+    assert len(batch.messages) == STREAMING_ENVELOPES
+    since += len(batch.messages)
+
+    # Output streams: the next answer waits for what follows its first envelope.
+    upstream.feed("first")
+    await until(lambda: session.outgoing.next_seq > since)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    answer = asyncio.ensure_future(session.receive(since, 5))
+    await asyncio.sleep(0)
+    upstream.feed("second")
+    batch = parse_batch(await answer)
+    assert loop.time() - started >= STREAMING_GATHER_SECONDS * 0.9
+    assert batch.messages == (TextEnvelope(1, "first"), TextEnvelope(1, "second"))
+    since += 2
+
+    # Two envelopes since the last answer: no longer streaming, answered at once
+    # (what comes after it started waits for the next answer).
+    upstream.feed("quiet")
+    await until(lambda: session.outgoing.next_seq > since)
+    answer = asyncio.ensure_future(session.receive(since, 5))
+    await asyncio.sleep(0)
+    upstream.feed("later")
+    batch = parse_batch(await answer)
+    assert batch.messages == (TextEnvelope(1, "quiet"),)
+    await ended(session)
+
+
+async def test_channel_0_replies_never_wait_to_be_gathered():
+    session = new_session()
+    for i in range(3 * STREAMING_ENVELOPES):
+        await session.tunnel.send(b"reply %d" % i, False)
+    assert len((await envelopes(session, 0)).messages) == 3 * STREAMING_ENVELOPES
+    await session.tunnel.send(b"next", False)
+    answer = asyncio.ensure_future(session.receive(3 * STREAMING_ENVELOPES, 5))
+    await asyncio.sleep(0)
+    await session.tunnel.send(b"later", False)
+    batch = parse_batch(await answer)
+    assert batch.messages == (TextEnvelope(0, "next"),)
 
 
 # ------------------------------------------------------------------ channels
