@@ -413,6 +413,9 @@ class KernelSocket:
         self.session_id = session_id
         self.quick_ack = quick_ack
         self.on_message: Callable[[dict[str, Any]], None] | None = None
+        #: Bytes per second this socket reads at most (``None``: as fast as they come);
+        #: a slower reader leaves the rest in the server's buffers, as a slow client does.
+        self.read_rate: float | None = None
         self._reader = asyncio.create_task(self._read_loop())
 
     @classmethod
@@ -445,11 +448,20 @@ class KernelSocket:
 
     async def _read_loop(self) -> None:
         quick_ack = _QuickAck(self.ws, self.quick_ack)
+        loop = asyncio.get_running_loop()
+        paced_since: float | None = None
+        paced_bytes = 0
         while True:
             message = await self.ws.receive()
             quick_ack()
             if message.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
                 return
+            if self.read_rate is not None:
+                now = loop.time()
+                if paced_since is None:
+                    paced_since = now
+                paced_bytes += len(message.data)
+                await asyncio.sleep(max(0.0, paced_since + paced_bytes / self.read_rate - now))
             if message.type == aiohttp.WSMsgType.BINARY:
                 continue  # legacy binary messages carry buffers; none are sent here
             if self.on_message is not None:

@@ -98,6 +98,10 @@ class Sizes:
     upload_chunk: int = 1 * MiB
     kernel_rtts: int = 200
     kernel_burst: int = 10_000
+    #: Lines of 100 bytes a cell prints for the output-flood figures (scenarios_flood).
+    flood_lines: int = 200_000
+    flood_slow_lines: int = 80_000
+    flood_slow_rate: float = 1 * MiB
 
     @classmethod
     def smoke(cls) -> Sizes:
@@ -111,6 +115,8 @@ class Sizes:
             upload=3 * MiB,
             kernel_rtts=10,
             kernel_burst=200,
+            flood_lines=5_000,
+            flood_slow_lines=5_000,
         )
 
 

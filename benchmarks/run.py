@@ -61,7 +61,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--only",
         default="",
         help="comma-separated scenario keys (latency, rps_1, rps_16, rps_64, "
-        "head_of_line, download_0, download_1, kernel_rtt, kernel_burst, "
+        "head_of_line, download_0, download_1, kernel_rtt, kernel_burst, kernel_flood, "
         "slow_reader, upload_single, upload_chunked, polling)",
     )
     parser.add_argument(
@@ -215,6 +215,7 @@ async def run_scenarios(
 
 
 def all_scenarios(ctx: Any) -> list[Any]:
+    import scenarios_flood
     import scenarios_http
     import scenarios_kernel
     import scenarios_memory
@@ -223,6 +224,7 @@ def all_scenarios(ctx: Any) -> list[Any]:
     return (
         scenarios_http.scenarios(ctx)
         + scenarios_kernel.scenarios(ctx)
+        + scenarios_flood.scenarios(ctx)
         + scenarios_memory.scenarios(ctx)
         + scenarios_polling.scenarios(ctx)
     )

@@ -15,6 +15,7 @@ import time
 import uuid
 
 import pytest
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import url_path_join
 from support.kernels import V1, KernelSocket, by_type
 from support.server_process import ServerProcess
@@ -217,6 +218,10 @@ async def test_kernel_death_and_restart_reach_proxied_sockets_as_directly(
     assert reply.status == 201, reply
     kernel_id = reply.json()["id"]
     sockets = await kernel_sockets(hows_tunnel, hows_server_url, hows_token, kernel_id)
+    # The proxied socket is served in-process (kernel_in_process.py), the default path.
+    key = f"{kernel_id}:{sockets['proxied'].session}"
+    handler = ZMQChannelsWebsocketConnection._open_sessions.get(key)
+    assert type(handler).__name__ == "InProcessKernelHandler"
     for ks in sockets.values():
         assert await execute_value(ks, "x = 1; x") == "1"
 

@@ -1,0 +1,215 @@
+"""A kernel's flood of output through ``proxied_ws`` against a direct kernel WebSocket.
+
+A cell prints ``flood_lines`` lines of 100 bytes, flushing every 5 lines (one ``stream``
+message each: ipykernel otherwise batches 0.2 s of output into one), on a freshly
+started server with jupyter_server's output rate limit off
+(``ZMQChannelsWebsocketConnection.limit_rate=False``), so that the limiter is not what
+is measured. Two readers, each on its own socket and kernel run:
+
+* a fast reader: stream text per second, from the ``execute_request`` to the cell's
+  ``idle`` status, and the share of the printed lines that arrived (ZeroMQ drops what a
+  server does not drain in time; tests/test_output_flood.py counts it too);
+* a reader at ``flood_slow_rate`` bytes/s: the server's peak RSS growth meanwhile (what
+  the reader has not taken waits in the server's buffers, directly as through the
+  tunnel), and the p50 of ``GET /api/status`` on another connection of the same kind
+  meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import time
+from typing import Any
+
+from clients import KernelSocket
+from harness import Context, MemoryWatch, Metric, MiB, Scenario, Variant, open_http, percentile
+from servers import OurServer
+
+LIMIT_RATE_OFF = "--ZMQChannelsWebsocketConnection.limit_rate=False"
+FLUSH_EVERY = 5
+LINE = re.compile(r"(\d{8}) x{90}\n")
+#: Seconds to wait for the cell's ``idle`` after its reply (it may have been dropped).
+IDLE_GRACE = 10.0
+
+
+def flood_code(lines: int) -> str:
+    return (
+        "import sys\n"
+        f"for i in range({lines}):\n"
+        '    sys.stdout.write("%08d %s\\n" % (i, "x" * 90))\n'
+        f"    if i % {FLUSH_EVERY} == {FLUSH_EVERY - 1}:\n"
+        "        sys.stdout.flush()\n"
+        "sys.stdout.flush()\n"
+    )
+
+
+async def _start_kernel(server: Any) -> str:
+    import aiohttp
+
+    async with (
+        aiohttp.ClientSession(headers=server.auth_headers) as session,
+        session.post(server.url + "/api/kernels", json={"name": "bench-python"}) as r,
+    ):
+        if r.status not in (200, 201):
+            raise RuntimeError(f"starting a kernel answered {r.status}: {await r.text()}")
+        return str((await r.json())["id"])
+
+
+async def _flood(socket: KernelSocket, lines: int) -> tuple[float, int, bool]:
+    """Run the flood; (seconds to idle or to the end of the grace, lines arrived, idle)."""
+    loop = asyncio.get_running_loop()
+    message = socket.message(
+        "execute_request",
+        {
+            "code": flood_code(lines),
+            "silent": False,
+            "store_history": False,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+    )
+    msg_id = message["header"]["msg_id"]
+    text: list[str] = []
+    reply = loop.create_future()
+    idle = loop.create_future()
+    last_arrival = [0.0]
+
+    def on_message(received: dict[str, Any]) -> None:
+        if received.get("parent_header", {}).get("msg_id") != msg_id:
+            return
+        last_arrival[0] = time.perf_counter()
+        kind = received.get("msg_type") or received.get("header", {}).get("msg_type")
+        content = received.get("content", {})
+        if kind == "stream" and content.get("name") == "stdout":
+            text.append(content["text"])
+        elif kind == "execute_reply" and not reply.done():
+            reply.set_result(None)
+        elif kind == "status" and content.get("execution_state") == "idle" and not idle.done():
+            idle.set_result(None)
+
+    socket.on_message = on_message
+    start = time.perf_counter()
+    await socket.send(message)
+    await asyncio.wait_for(reply, 600)
+    # The reply comes on shell, behind most of the output; idle follows it at once
+    # unless ZeroMQ dropped it.
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(asyncio.shield(idle), IDLE_GRACE)
+    arrived = len({m.group(1) for m in LINE.finditer("".join(text))})
+    return last_arrival[0] - start, arrived, idle.done()
+
+
+async def _status_latencies(variant: Variant, server: Any, stop: asyncio.Event) -> list[float]:
+    client = await open_http(variant, server)
+    samples: list[float] = []
+    try:
+        while not (stop.is_set() and samples):
+            start = time.perf_counter()
+            reply = await client.request("GET", "/api/status")
+            if reply.status != 200:
+                raise RuntimeError(f"GET /api/status answered {reply.status}")
+            samples.append(1000 * (time.perf_counter() - start))
+            await asyncio.sleep(0.05)
+    finally:
+        await client.close()
+    return samples
+
+
+async def measure_flood(variant: Variant, ctx: Context) -> dict[str, Any]:
+    lines = ctx.sizes.flood_lines
+    server = OurServer(
+        "ours-flood",
+        ctx.root_dir,
+        extra_args=(*ctx.ours_args, LIMIT_RATE_OFF),
+        source=ctx.ours_source,
+        extra_env=ctx.ours_env,
+    )
+    await server.start()
+    try:
+        kernel_id = await _start_kernel(server)
+
+        async def connect() -> KernelSocket:
+            socket = await KernelSocket.connect(
+                server.ws_url, kernel_id, server.auth_headers, proxied=variant.tunnel
+            )
+            # A small flood first, read whole: the socket's iopub subscription is in place
+            # (jupyter_server's nudge may still be under way when the socket opens).
+            for _ in range(10):
+                _, arrived, idle = await _flood(socket, 10)
+                if arrived == 10 and idle:
+                    return socket
+            raise RuntimeError("the kernel's output never reached the new socket")
+
+        fast = await connect()
+        try:
+            seconds, arrived, idle = await _flood(fast, lines)
+        finally:
+            await fast.close()
+
+        slow_lines = ctx.sizes.flood_slow_lines
+        slow = await connect()
+        slow.read_rate = ctx.sizes.flood_slow_rate
+        stop = asyncio.Event()
+        try:
+            async with MemoryWatch(server) as watch:
+                probe = asyncio.create_task(_status_latencies(variant, server, stop))
+                try:
+                    _, slow_arrived, _ = await _flood(slow, slow_lines)
+                finally:
+                    stop.set()
+                latencies = await probe
+        finally:
+            await slow.close()
+    finally:
+        server.stop()
+    return {
+        "flood_speed": arrived * 100 / MiB / seconds,
+        "flood_arrived": 100.0 * arrived / lines,
+        "flood_idle": 1.0 if idle else 0.0,
+        "flood_slow_rss": watch.growth / MiB,
+        "flood_slow_status_p50": percentile(latencies, 0.5),
+        "flood_slow_arrived": 100.0 * slow_arrived / slow_lines,
+    }
+
+
+def scenarios(ctx: Context) -> list[Scenario]:
+    sizes = ctx.sizes
+    slow_mb = sizes.flood_slow_lines * 100 / MiB
+    return [
+        Scenario(
+            "kernel_flood",
+            ("direct", "ours"),
+            measure_flood,
+            (
+                Metric(
+                    "flood_speed",
+                    f"output flood, {sizes.flood_lines:,} lines of 100 B, fast reader",
+                    "MiB/s",
+                    "higher",
+                    ">= 0.9x direct",
+                    "ratio",
+                    0.9,
+                ),
+                Metric("flood_arrived", "↳ lines that arrived", "%", "higher"),
+                Metric("flood_idle", "↳ the cell's idle status arrived (1 = yes)", "", "higher"),
+                Metric(
+                    "flood_slow_rss",
+                    f"server peak RSS growth, {slow_mb:.1f} MiB flood read at "
+                    f"{sizes.flood_slow_rate / MiB:g} MiB/s",
+                    "MiB",
+                    "lower",
+                ),
+                Metric(
+                    "flood_slow_status_p50",
+                    "↳ GET /api/status p50 meanwhile, another connection",
+                    "ms",
+                    "lower",
+                ),
+                Metric("flood_slow_arrived", "↳ lines that arrived", "%", "higher"),
+            ),
+            timeout=900.0,
+        )
+    ]
