@@ -52,8 +52,10 @@ STREAMING_ENVELOPES = 8
 #: the server as much as a dozen envelopes: in answers of five or six envelopes, a
 #: kernel's flood of output cost the server 40% more than on a direct socket, enough
 #: for the kernel to drop the end of its output on a busy machine
-#: (tests/test_output_flood.py). Channel 0's replies never make a ``recv`` wait: their
-#: client waits for them to send more (requests in flight, a download's window).
+#: (tests/test_output_flood.py). Channel 0's replies do not count as streaming: their
+#: client waits for them to send more (requests in flight, a download's window), so
+#: gathering them would only slow it down. While a proxied socket streams, a reply
+#: answered meanwhile waits with its output, 4 ms at most.
 STREAMING_GATHER_SECONDS = 0.004
 #: The most ``closed`` envelopes refusing a client's ``open`` that may wait for room in
 #: the outgoing buffer; past that, the session takes no more envelopes until one is queued.
