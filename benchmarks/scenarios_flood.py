@@ -25,6 +25,7 @@ from typing import Any
 
 from clients import KernelSocket
 from harness import Context, MemoryWatch, Metric, MiB, Scenario, Variant, open_http, percentile
+from scenarios_kernel import EXECUTE, message_type, start_kernel_on
 from servers import OurServer
 
 LIMIT_RATE_OFF = "--ZMQChannelsWebsocketConnection.limit_rate=False"
@@ -45,32 +46,10 @@ def flood_code(lines: int) -> str:
     )
 
 
-async def _start_kernel(server: Any) -> str:
-    import aiohttp
-
-    async with (
-        aiohttp.ClientSession(headers=server.auth_headers) as session,
-        session.post(server.url + "/api/kernels", json={"name": "bench-python"}) as r,
-    ):
-        if r.status not in (200, 201):
-            raise RuntimeError(f"starting a kernel answered {r.status}: {await r.text()}")
-        return str((await r.json())["id"])
-
-
 async def _flood(socket: KernelSocket, lines: int) -> tuple[float, int, bool]:
     """Run the flood; (seconds to idle or to the end of the grace, lines arrived, idle)."""
     loop = asyncio.get_running_loop()
-    message = socket.message(
-        "execute_request",
-        {
-            "code": flood_code(lines),
-            "silent": False,
-            "store_history": False,
-            "user_expressions": {},
-            "allow_stdin": False,
-            "stop_on_error": True,
-        },
-    )
+    message = socket.message("execute_request", {**EXECUTE, "code": flood_code(lines)})
     msg_id = message["header"]["msg_id"]
     text: list[str] = []
     reply = loop.create_future()
@@ -81,7 +60,7 @@ async def _flood(socket: KernelSocket, lines: int) -> tuple[float, int, bool]:
         if received.get("parent_header", {}).get("msg_id") != msg_id:
             return
         last_arrival[0] = time.perf_counter()
-        kind = received.get("msg_type") or received.get("header", {}).get("msg_type")
+        kind = message_type(received)
         content = received.get("content", {})
         if kind == "stream" and content.get("name") == "stdout":
             text.append(content["text"])
@@ -129,7 +108,7 @@ async def measure_flood(variant: Variant, ctx: Context) -> dict[str, Any]:
     )
     await server.start()
     try:
-        kernel_id = await _start_kernel(server)
+        kernel_id = await start_kernel_on(server)
 
         async def connect() -> KernelSocket:
             socket = await KernelSocket.connect(

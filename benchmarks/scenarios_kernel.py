@@ -27,10 +27,16 @@ EXECUTE = {
 
 
 async def start_kernel(ctx: Context, server_kind: str) -> str:
-    """Start a kernel on one server and wait until it answers ``kernel_info_request``."""
+    """Start a kernel on one of the run's servers (:func:`start_kernel_on`); keep its id."""
+    kernel_id = await start_kernel_on(ctx.servers[server_kind])
+    ctx.kernels[server_kind] = kernel_id
+    return kernel_id
+
+
+async def start_kernel_on(server: Any) -> str:
+    """Start a kernel on ``server`` and wait until it answers ``kernel_info_request``."""
     import aiohttp
 
-    server = ctx.servers[server_kind]
     async with (
         aiohttp.ClientSession(headers=server.auth_headers) as session,
         session.post(server.url + "/api/kernels", json={"name": "bench-python"}) as r,
@@ -45,11 +51,11 @@ async def start_kernel(ctx: Context, server_kind: str) -> str:
         await _round_trip(socket, "kernel_info_request", {}, "kernel_info_reply", timeout=120)
     finally:
         await socket.close()
-    ctx.kernels[server_kind] = kernel_id
     return kernel_id
 
 
-def _msg_type(message: dict[str, Any]) -> str | None:
+def message_type(message: dict[str, Any]) -> str | None:
+    """A received message's ``msg_type`` (top level, or in its header)."""
     return message.get("msg_type") or message.get("header", {}).get("msg_type")
 
 
@@ -70,7 +76,7 @@ async def _round_trip(
     def on_message(received: dict[str, Any]) -> None:
         if received.get("parent_header", {}).get("msg_id") != msg_id:
             return
-        kind = _msg_type(received)
+        kind = message_type(received)
         if kind == reply_type and not reply.done():
             reply.set_result(time.perf_counter())
         elif (
@@ -159,7 +165,7 @@ async def measure_burst(variant: Variant, ctx: Context) -> dict[str, Any]:
         def on_message(message: dict[str, Any]) -> None:
             nonlocal received
             if (
-                _msg_type(message) == "kernel_info_reply"
+                message_type(message) == "kernel_info_reply"
                 and message.get("parent_header", {}).get("msg_id") in sent
             ):
                 received += 1

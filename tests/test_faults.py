@@ -15,9 +15,8 @@ import time
 import uuid
 
 import pytest
-from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.utils import url_path_join
-from support.kernels import V1, KernelSocket, by_type
+from support.kernels import V1, KernelSocket, by_type, server_kernel_handler
 from support.server_process import ServerProcess
 from support.wire import raw_upgrade
 from tornado import web
@@ -219,8 +218,7 @@ async def test_kernel_death_and_restart_reach_proxied_sockets_as_directly(
     kernel_id = reply.json()["id"]
     sockets = await kernel_sockets(hows_tunnel, hows_server_url, hows_token, kernel_id)
     # The proxied socket is served in-process (kernel_in_process.py), the default path.
-    key = f"{kernel_id}:{sockets['proxied'].session}"
-    handler = ZMQChannelsWebsocketConnection._open_sessions.get(key)
+    handler = server_kernel_handler(kernel_id, sockets["proxied"].session)
     assert type(handler).__name__ == "InProcessKernelHandler"
     for ks in sockets.values():
         assert await execute_value(ks, "x = 1; x") == "1"

@@ -23,7 +23,7 @@ from jupyter_server.gateway.connections import GatewayWebSocketConnection
 from jupyter_server.services.kernels.connection.base import BaseKernelWebsocketConnection
 from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from jupyter_server.services.kernels.websocket import KernelWebsocketHandler
-from support.kernels import V1, KernelSocket, by_type
+from support.kernels import V1, KernelSocket, by_type, server_kernel_handler
 from support.waiting import eventually
 from tornado import web
 from tornado.httpclient import HTTPClientError, HTTPRequest
@@ -109,10 +109,6 @@ async def read_until_closed(connection: Any, timeout: float = 10.0) -> None:
     await asyncio.wait_for(read_all(), timeout)
 
 
-def server_handler(kernel_id: str, session_id: str) -> Any:
-    return ZMQChannelsWebsocketConnection._open_sessions.get(f"{kernel_id}:{session_id}")
-
-
 # ------------------------------------------------------------------ the path is taken
 
 
@@ -123,7 +119,7 @@ async def test_kernel_socket_is_served_in_process(hows_tunnel, upstreams, protoc
     await ks.wait_ready()
     assert [type(u) for u in upstreams] == [InProcessKernelSocket]
     assert ks.connection.selected_subprotocol == protocol
-    handler = server_handler(kid, ks.session)
+    handler = server_kernel_handler(kid, ks.session)
     assert isinstance(handler, KernelWebsocketHandler)
     assert type(handler).__name__ == "InProcessKernelHandler"
     assert handler.selected_subprotocol == protocol
@@ -210,13 +206,13 @@ async def test_same_session_replaces_the_first_as_directly(
         else:
             first = await tunnelled(hows_tunnel, kid, None, session)
         await first.wait_ready()
-        old = server_handler(kid, session)
+        old = server_kernel_handler(kid, session)
         if name == "direct":
             second = await direct(hows_server_url, hows_token, kid, None, session)
         else:
             second = await tunnelled(hows_tunnel, kid, None, session)
         await read_until_closed(first.connection)
-        assert server_handler(kid, session) is not old
+        assert server_kernel_handler(kid, session) is not old
         assert old.ws_connection is None or old.ws_connection.is_closing()
         await second.wait_ready()
         msg_id = await second.execute("6 * 7")
@@ -260,13 +256,13 @@ async def test_client_close_code_reaches_the_handler(either_tunnel, upstreams):
     kid = await start_kernel(tunnel)
     ks = await tunnelled(tunnel, kid, V1)
     await ks.wait_ready()
-    handler = server_handler(kid, ks.session)
+    handler = server_kernel_handler(kid, ks.session)
     ks.connection.close(4001, "bye")
     await read_until_closed(ks.connection)
     await eventually(lambda: handler.close_code is not None, message="kernel socket close")
     assert (handler.close_code, handler.close_reason) == (4001, "bye")
     assert ks.connection.close_code == 4001  # the server's echo of the client's close
-    await eventually(lambda: server_handler(kid, ks.session) is None, message="unregistered")
+    await eventually(lambda: server_kernel_handler(kid, ks.session) is None, message="unregistered")
     model = (await tunnel.request("GET", f"/api/kernels/{kid}")).json()
     assert model["connections"] == 0
 

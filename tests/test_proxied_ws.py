@@ -18,9 +18,15 @@ from http.cookies import SimpleCookie
 from typing import Any
 
 import pytest
-from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from support.echo_socket import EchoSocket, register_echo_socket
-from support.kernels import V1, KernelSocket, Received, by_type, stdout_text
+from support.kernels import (
+    V1,
+    KernelSocket,
+    Received,
+    by_type,
+    server_kernel_handler,
+    stdout_text,
+)
 from support.waiting import eventually
 from tornado import httpclient
 from tornado.websocket import WebSocketClientConnection, WebSocketHandler, websocket_connect
@@ -63,11 +69,6 @@ async def start_kernel(tunnel: Any) -> str:
 
 def channels_path(kernel_id: str, session_id: str) -> str:
     return f"/api/kernels/{kernel_id}/channels?session_id={session_id}"
-
-
-def server_kernel_handler(kernel_id: str, session_id: str) -> Any:
-    """The server's own kernel WebSocket handler: the upstream half of a proxied socket."""
-    return ZMQChannelsWebsocketConnection._open_sessions.get(f"{kernel_id}:{session_id}")
 
 
 async def read_until_closed(connection: WebSocketClientConnection, timeout: float = 10.0) -> list:

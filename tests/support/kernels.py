@@ -28,6 +28,7 @@ from jupyter_server.services.kernels.connection.base import (
     serialize_binary_message,
     serialize_msg_to_ws_v1,
 )
+from jupyter_server.services.kernels.connection.channels import ZMQChannelsWebsocketConnection
 from tornado.websocket import WebSocketClientConnection
 
 V1 = "v1.kernel.websocket.jupyter.org"
@@ -269,3 +270,11 @@ def stdout_text(messages: list[Received]) -> str:
         for m in messages
         if m.msg_type == "stream" and m.content.get("name") == "stdout"
     )
+
+
+def server_kernel_handler(kernel_id: str, session_id: str) -> Any:
+    """The in-process server's own kernel WebSocket handler for a kernel socket's session.
+
+    For a proxied socket, the upstream half; ``None`` once it has unregistered.
+    """
+    return ZMQChannelsWebsocketConnection._open_sessions.get(f"{kernel_id}:{session_id}")
