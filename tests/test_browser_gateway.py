@@ -101,6 +101,16 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPage]:
             gw.kill()
 
 
+#: In the page: ``step(name, promise)`` is ``promise``, failing after ``a.stepTimeout`` ms
+#: with the step's name, so that a page that waits forever says where (pytest's own
+#: timeout would end the test without a word of it).
+STEPS = """
+  const step = (name, promise) => Promise.race([promise, new Promise((_, reject) => {
+    setTimeout(() => reject(new Error(`no answer in ${a.stepTimeout} ms: ${name}`)), a.stepTimeout);
+  })]);
+"""
+STEP_TIMEOUT_MS = 60_000
+
 #: In the page: a @jupyterlab/services kernel on the gateway's kernelspec, over ``tunnel``.
 START_GATEWAY_KERNEL = """
   const serverSettings = settingsFor(tunnel);
@@ -167,9 +177,10 @@ def test_services_interrupts_and_restarts_a_gateway_kernel(
         const tunnel = await connect({ transports: a.transports });
         """
         + START_GATEWAY_KERNEL
+        + STEPS
         + """
         const onGateway = await (await tunnel.fetch("api/kernels/" + kernel.id)).json();
-        await execute(kernel, "x = 41");
+        await step("x = 41", execute(kernel, "x = 41"));
         // A cell that sleeps: interrupt it once its first output has arrived.
         const outputs = [];
         let started;
@@ -183,17 +194,17 @@ def test_services_interrupts_and_restarts_a_gateway_kernel(
             outputs.push({ type: msg.header.msg_type, content: msg.content });
           }
         };
-        await running;
+        await step("the sleeping cell's first output", running);
         const before = Date.now();
-        await kernel.interrupt();
-        let reply;
-        try { reply = (await future.done).content; } catch (e) { reply = { status: "rejected" }; }
+        await step("interrupt", kernel.interrupt());
+        const reply = await step("the interrupted cell's reply", future.done.then(
+          (msg) => msg.content, () => ({ status: "rejected" })));
         const interruptedIn = Date.now() - before;
-        const kept = await execute(kernel, "print(x + 1)");
+        const kept = await step("code after the interrupt", execute(kernel, "print(x + 1)"));
         // Restart: services asks the server, then opens the kernel's socket again. (Code
         // run right after a restart in gateway mode sometimes gets no reply at all, from
         // a direct client as through the tunnel: see docs/operators/gateway.md.)
-        await kernel.restart();
+        await step("restart", kernel.restart());
         const restarted = { connection: kernel.connectionStatus, status: kernel.status };
         const out = {
           transport: tunnel.transport,
@@ -205,13 +216,14 @@ def test_services_interrupts_and_restarts_a_gateway_kernel(
           kept,
           restarted,
         };
-        await kernel.shutdown();
+        await step("shutdown", kernel.shutdown());
         kernels.dispose();
         tunnel.close();
         return out;
         """,
         transports=transports,
         kernelName=GATEWAY_KERNEL,
+        stepTimeout=STEP_TIMEOUT_MS,
     )
     assert result["transport"] == transports[0]
     assert result["onGateway"] == GATEWAY_KERNEL
