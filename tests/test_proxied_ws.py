@@ -741,8 +741,12 @@ async def test_kernel_activity_advances(hows_tunnel, kernel_socket, jp_serverapp
 
     msg_id = await ks.execute("print('busy')")
     await ks.collect(msg_id)
-    assert kernel.last_activity > before
-    assert kernel.execution_state == "idle"
+    # The server follows the kernel's state on an IOPub subscription of its own, which
+    # can read the final idle after this socket did (the same holds for a direct socket).
+    await eventually(
+        lambda: kernel.last_activity > before and kernel.execution_state == "idle",
+        message="the server records the activity and the final idle",
+    )
 
     model = (await hows_tunnel.request("GET", f"/api/kernels/{kid}")).json()
     assert datetime.fromisoformat(model["last_activity"].replace("Z", "+00:00")) > before
