@@ -111,18 +111,20 @@ STEPS = """
 """
 STEP_TIMEOUT_MS = 60_000
 
-#: In the page: a @jupyterlab/services kernel on the gateway's kernelspec, over ``tunnel``.
+#: In the page: the tunnel over ``a.transports`` and a @jupyterlab/services kernel on the
+#: gateway's kernelspec (uses :data:`STEPS`).
 START_GATEWAY_KERNEL = """
+  const tunnel = await step("connect", connect({ transports: a.transports }));
   const serverSettings = settingsFor(tunnel);
   // The bundle exports no KernelSpecManager: its own request path, as that would use.
-  const specs = await (await services.ServerConnection.makeRequest(
-    serverSettings.baseUrl + "api/kernelspecs", {}, serverSettings)).json();
+  const specs = await step("kernelspecs", services.ServerConnection.makeRequest(
+    serverSettings.baseUrl + "api/kernelspecs", {}, serverSettings).then((r) => r.json()));
   const kernels = new services.KernelManager({ serverSettings });
   // Its first listing done before the start: a gateway that lists kernels while one is
   // starting answers 500, to a direct client too (docs/operators/gateway.md).
-  await kernels.ready;
-  const kernel = await kernels.startNew({ name: a.kernelName });
-  await kernel.info;
+  await step("the kernel manager's first listing", kernels.ready);
+  const kernel = await step("start the kernel", kernels.startNew({ name: a.kernelName }));
+  await step("the kernel's info", kernel.info);
 """
 
 
@@ -132,13 +134,11 @@ def test_services_runs_code_on_the_gateway(
 ) -> None:
     result, console = setup.run(
         context,
-        """
-        const tunnel = await connect({ transports: a.transports });
-        """
+        STEPS
         + START_GATEWAY_KERNEL
         + """
-        const ok = await execute(kernel, a.code);
-        const bad = await execute(kernel, "1 / 0");
+        const ok = await step("the code", execute(kernel, a.code));
+        const bad = await step("1 / 0", execute(kernel, "1 / 0"));
         const out = {
           transport: tunnel.transport,
           specs: Object.keys(specs.kernelspecs),
@@ -148,7 +148,7 @@ def test_services_runs_code_on_the_gateway(
           ok,
           bad,
         };
-        await kernel.shutdown();
+        await step("shutdown", kernel.shutdown());
         kernels.dispose();
         tunnel.close();
         return out;
@@ -156,6 +156,7 @@ def test_services_runs_code_on_the_gateway(
         transports=transports,
         kernelName=GATEWAY_KERNEL,
         code=kernel_code(DISPLAY),
+        stepTimeout=STEP_TIMEOUT_MS,
     )
     assert result["transport"] == transports[0]
     assert result["specs"] == [GATEWAY_KERNEL]
@@ -173,13 +174,11 @@ def test_services_interrupts_and_restarts_a_gateway_kernel(
 ) -> None:
     result, console = setup.run(
         context,
-        """
-        const tunnel = await connect({ transports: a.transports });
-        """
+        STEPS
         + START_GATEWAY_KERNEL
-        + STEPS
         + """
-        const onGateway = await (await tunnel.fetch("api/kernels/" + kernel.id)).json();
+        const onGateway = await step("the kernel's model", tunnel.fetch(
+          "api/kernels/" + kernel.id).then((r) => r.json()));
         await step("x = 41", execute(kernel, "x = 41"));
         // A cell that sleeps: interrupt it once its first output has arrived.
         const outputs = [];
