@@ -19,6 +19,7 @@ Loads:
   upload      64 MiB PUT /api/contents/... with one base64 body, back to back
   upload-binary     the same with framing=binary
   kernel      kernel_info_request bursts through proxied_ws
+  polling     GET /api/status, one at a time, over the polling transport (TunnelClient)
 """
 
 from __future__ import annotations
@@ -34,7 +35,16 @@ from typing import Any
 
 import bench_env
 
-LOADS = ("latency", "rps16", "download", "download-binary", "upload", "upload-binary", "kernel")
+LOADS = (
+    "latency",
+    "rps16",
+    "download",
+    "download-binary",
+    "upload",
+    "upload-binary",
+    "kernel",
+    "polling",
+)
 PACKAGE = "jupyter_http_over_ws"  # the original's module has the same name
 
 
@@ -56,6 +66,17 @@ async def _drive(load: str, server: Any, seconds: float, root: Path) -> dict[str
 
         await asyncio.gather(*(worker() for _ in range(in_flight)))
         await tunnel.close()
+        return {"requests": count, "per_second": count / seconds}
+    if load == "polling":
+        from jupyter_http_over_ws.client import TunnelClient
+
+        client = await TunnelClient.connect(server.url, token=server.token, transports=("polling",))
+        if client.transport != "polling":
+            raise RuntimeError(f"connected over {client.transport}, not polling")
+        while time.perf_counter() < deadline:
+            await client.request("GET", "/api/status")
+            count += 1
+        await client.close()
         return {"requests": count, "per_second": count / seconds}
     if load.startswith("download"):
         tunnel = await RawTunnel.connect(
@@ -234,7 +255,7 @@ def _write_summary(
 async def main_async(args: argparse.Namespace) -> int:
     bench_env.ensure_client_packages(need_plot=False)
     for load in args.load or LOADS:
-        if args.server == "original" and load == "download-binary":
+        if args.server == "original" and load in ("download-binary", "polling"):
             continue
         path = await profile(load, args.seconds, args.out, args.server)
         print(f"wrote {path}")
