@@ -22,9 +22,12 @@ from jupyter_http_over_ws.wire.polling import (
     OpenedEnvelope,
     OpenEnvelope,
     TextEnvelope,
+    encode_batch,
     encode_envelope,
     parse_batch,
+    parse_send_answer,
 )
+from jupyter_http_over_ws.wire.protocol import parse_reply
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -171,6 +174,75 @@ async def test_a_lost_recv_answer_is_delivered_again(raw, jp_root_dir, jp_http_p
     answer = parse_batch((await client.recv(1)).body)
     assert answer.seq == 1
     assert json.loads(answer.messages[0].text)["message_id"] == "b"
+
+
+async def test_a_send_with_since_carries_the_replies_and_the_waiting_recv_stays(raw):
+    client = raw()
+    await client.open()
+    poll = asyncio.ensure_future(client.recv(0))
+    await asyncio.sleep(0.1)  # the recv waits
+    sent = await client.send(0, [request_envelope(1, "GET", "/api/status")], since=0)
+    assert sent.code == 200
+    answer = json.loads(sent.body)
+    assert answer["ack"] == 1
+    carried = parse_send_answer(sent.body)[1]
+    assert carried is not None
+    assert carried.seq == 0
+    replies = [parse_reply(e.text) for e in carried.messages]
+    assert replies[0].message_id == 1
+    assert replies[0].status == 200
+    assert replies[-1].done
+    # The recv does not answer what the send carried: it goes on waiting.
+    await asyncio.sleep(0.3)
+    assert not poll.done()
+    # The next send acknowledges those; its reply comes in its own answer again.
+    since = carried.seq + len(carried.messages)
+    second = parse_send_answer(
+        (await client.send(1, [request_envelope(2, "GET", "/api/status")], since=since)).body
+    )
+    assert second[0] == 2
+    assert second[1] is not None
+    assert second[1].seq == since
+    assert parse_reply(second[1].messages[0].text).message_id == 2
+    assert not poll.done()
+    # What no send carries wakes the recv: a reply that comes later than a send waits.
+    late = [request_envelope(3, "GET", "/api/status")]
+    await client.send(2, late)  # no since: an older client's send
+    answer = parse_batch((await asyncio.wait_for(poll, 10)).body)
+    ids = [parse_reply(e.text).message_id for e in answer.messages]
+    assert 3 in ids
+    assert 1 not in ids  # acknowledged by the second send's since
+
+
+async def test_a_send_with_since_answers_the_envelopes_again_after_a_lost_answer(raw):
+    client = raw()
+    await client.open()
+    first = await client.send(0, [request_envelope("a", "GET", "/api/status")], since=0)
+    carried = parse_send_answer(first.body)[1]
+    assert carried is not None
+    assert carried.messages
+    # The answer was "lost": the client sends the same batch again, from the same since.
+    again = parse_send_answer(
+        (await client.send(0, [request_envelope("a", "GET", "/api/status")], since=0)).body
+    )
+    assert again[0] == 1
+    assert again[1] == carried  # the same envelopes, the request not run twice
+    # And a recv from that point gets them too (a client that polls instead).
+    assert parse_batch((await client.recv(0)).body).messages == carried.messages
+
+
+async def test_a_send_with_a_bad_since_is_refused_whole(raw):
+    client = raw()
+    await client.open()
+    for since in ("5", "-1", "x"):
+        response = await client.fetch(
+            f"/{client.session_id}/send?since={since}",
+            "POST",
+            encode_batch(0, [encode_envelope(request_envelope(1, "GET", "/api/status"))]),
+        )
+        assert response.code == 400
+    # Nothing of those sends was taken: envelope 0 is still expected.
+    assert json.loads((await client.send(0, [])).body) == {"ack": 0}
 
 
 @pytest.mark.parametrize("jp_server_config", [config(poll_timeout=0.3)])

@@ -6,7 +6,9 @@
 // Client -> server: envelopes are numbered from 0 and kept until the server's `ack`
 // covers them, so a lost send is repeated and a duplicate is skipped by the server.
 // Server -> client: `recv?since=N` acknowledges everything below N; numbers already
-// seen are dropped here, so each envelope is delivered once and in order.
+// seen are dropped here, so each envelope is delivered once and in order. A send says
+// `since` too, and its answer carries the replies ready by then (sparing the recv an
+// answer); a server without that answers the ack alone.
 
 import {
   binaryEnvelope,
@@ -173,7 +175,7 @@ export class PollingTransport {
         const body = encodeSendBatch(batch[0].seq, batch.map((i) => i.envelope));
         let response;
         try {
-          response = await this.fetch(this._sessionUrl("/send"), this._init("POST", body));
+          response = await this.fetch(this._sessionUrl(`/send?since=${this._since}`), this._init("POST", body));
         } catch (e) {
           await this._failure(`send failed (${e.message})`);
           continue;
@@ -191,6 +193,9 @@ export class PollingTransport {
           }
           this._sendFailures = 0;
           this._acknowledge(answer.ack);
+          if (response.status === 200 && typeof answer.seq === "number" && Array.isArray(answer.messages)) {
+            this._take(answer);
+          }
           continue;
         }
         if (response.status === 403 || response.status === 404 || response.status === 410) {
@@ -262,12 +267,7 @@ export class PollingTransport {
         continue;
       }
       failures = 0;
-      answer.messages.forEach((envelope, i) => {
-        const number = answer.seq + i;
-        if (number < this._since) return; // already delivered (a repeated answer)
-        this._since = number + 1;
-        if (!this.closed) this._dispatch(envelope);
-      });
+      this._take(answer);
       if (answer.closed && typeof answer.closed === "object") {
         // The session ended on the server (expired, closed, server stopping).
         const { code, reason } = answer.closed;
@@ -275,6 +275,16 @@ export class PollingTransport {
         return;
       }
     }
+  }
+
+  _take(answer) {
+    // The envelopes of a recv's or a send's answer, numbered from `answer.seq`.
+    answer.messages.forEach((envelope, i) => {
+      const number = answer.seq + i;
+      if (number < this._since) return; // already delivered (a repeated answer)
+      this._since = number + 1;
+      if (!this.closed) this._dispatch(envelope);
+    });
   }
 
   _dispatch(raw) {

@@ -3,10 +3,12 @@
 A :class:`PollingTransport` carries the tunnel's messages (channel 0) and proxied
 sockets (:class:`PolledWebSocket`, one channel each) over plain HTTP requests: one
 ``send`` at a time with the envelopes not yet acknowledged, and one long ``recv``
-after another. Lost answers are harmless: a send is repeated until acknowledged
-(the server skips what it already has) and a ``recv`` asks again from the last
-envelope taken (the client skips what it already has), so every message arrives
-once and in order.
+after another. Each ``send`` also says how far the client has read (``since``), so
+its answer carries the replies ready by then, sparing the ``recv`` an answer (a
+server without that ignores the argument). Lost answers are harmless: a send is
+repeated until acknowledged (the server skips what it already has) and a ``recv``
+asks again from the last envelope taken (the client skips what it already has), so
+every message arrives once and in order.
 """
 
 from __future__ import annotations
@@ -28,10 +30,12 @@ from ..wire.polling import (
     ClosedEnvelope,
     Envelope,
     OpenEnvelope,
+    ReceiveBatch,
     TextEnvelope,
     encode_batch,
     encode_envelope,
     parse_batch,
+    parse_send_answer,
 )
 from ._connect import Endpoint, certificate_error
 from ._http import HttpResponse, KeepAliveClient
@@ -200,7 +204,7 @@ class PollingTransport:
             body = encode_batch(self._out_first, batch)
             try:
                 response: HttpResponse | None = await self._http.fetch(
-                    self._url("send"),
+                    self._url("send", {"since": str(self._since)}),
                     "POST",
                     body,
                     self.endpoint.request_headers(json_body=True),
@@ -212,7 +216,10 @@ class PollingTransport:
             if response is not None and response.code in (200, 409):
                 failures = 0
                 self._unreachable_since = None
-                self._acknowledged(int(json.loads(response.body)["ack"]))
+                ack, carried = parse_send_answer(response.body)
+                self._acknowledged(ack)
+                if carried is not None and not self.closed:
+                    self._take_batch(carried)
                 continue
             if response is not None and response.code in (403, 404):
                 self._end(CloseCode.SESSION_GONE, "the server closed the polling session")
@@ -285,7 +292,9 @@ class PollingTransport:
             failures += 1
 
     def _take(self, body: bytes) -> None:
-        batch = parse_batch(body)
+        self._take_batch(parse_batch(body))
+
+    def _take_batch(self, batch: ReceiveBatch) -> None:
         for number, envelope in enumerate(batch.messages, batch.seq):
             if number < self._since:
                 continue  # seen already (an earlier answer got through after all)

@@ -159,8 +159,14 @@ class PollingSendHandler(PollingHandler):
 
     @web.authenticated
     async def post(self, session_id: str) -> None:
-        """Deliver the new envelopes in order; answer the next number expected."""
+        """Deliver the new envelopes in order; answer the next number expected.
+
+        With ``?since=N`` (the client's ``recv`` position), the answer also carries the
+        envelopes from ``N`` on, as a ``recv``'s does, waiting briefly for the replies
+        to what this send delivered (:meth:`PollingSession.replies_for_send`).
+        """
         session = self.polling_session(session_id)
+        since = self._since(session)
         session.begin_request()
         try:
             if len(self.request.body) > self.extension.max_message_size:
@@ -171,6 +177,7 @@ class PollingSendHandler(PollingHandler):
             except ProtocolError as e:
                 self.write_json(e.status, {"message": e.status_text})
                 return
+            taken_before = session.ack
             try:
                 ack = await session.deliver_within(batch, self.extension.poll_timeout)
             except OutOfOrderError as gap:
@@ -184,9 +191,19 @@ class PollingSendHandler(PollingHandler):
                 return
             # Backpressure: answer once proxied sockets have taken most of what was sent.
             await session.inbound_settled(self.extension.polling_buffer_size)
-            self.write_json(200, {"ack": ack})
+            if since is None:
+                self.write_json(200, {"ack": ack})
+                return
+            self.write_json(200, await session.replies_for_send(ack, since, ack > taken_before))
         finally:
             session.end_request()
+
+    def _since(self, session: PollingSession) -> int | None:
+        """The ``since`` argument, if given; 400 unless it counts envelopes sent."""
+        raw = self.get_argument("since", None)
+        if raw is None:
+            return None
+        return _checked_since(raw, session)
 
 
 class PollingReceiveHandler(PollingHandler):
@@ -198,12 +215,7 @@ class PollingReceiveHandler(PollingHandler):
     async def get(self, session_id: str) -> None:
         """Answer the envelopes from ``since`` on, waiting up to ``poll_timeout`` for one."""
         session = self.polling_session(session_id)
-        try:
-            since = int(self.get_argument("since", "0"))
-        except ValueError:
-            since = -1
-        if not 0 <= since <= session.outgoing.next_seq:
-            raise web.HTTPError(400, "since must count envelopes this session has sent")
+        since = _checked_since(self.get_argument("since", "0"), session)
         session.begin_request()
         try:
             self._waiting = asyncio.ensure_future(
@@ -233,6 +245,17 @@ class PollingSessionHandler(PollingHandler):
         self.polling_session(session_id).close(CLOSED_BY_CLIENT, "Closed by the client")
         self.set_status(204)
         self.finish()
+
+
+def _checked_since(raw: str, session: PollingSession) -> int:
+    """A ``since`` argument as a number; 400 unless it counts envelopes the session sent."""
+    try:
+        since = int(raw)
+    except ValueError:
+        since = -1
+    if not 0 <= since <= session.outgoing.next_seq:
+        raise web.HTTPError(400, "since must count envelopes this session has sent")
+    return since
 
 
 def polling_handlers(options: dict[str, Any]) -> list[tuple[str, type, dict[str, Any]]]:

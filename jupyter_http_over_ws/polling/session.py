@@ -57,6 +57,15 @@ STREAMING_ENVELOPES = 8
 #: gathering them would only slow it down. While a proxied socket streams, a reply
 #: answered meanwhile waits with its output, 4 ms at most.
 STREAMING_GATHER_SECONDS = 0.004
+#: How long a ``send`` that asked for replies (``send?since=N``) and delivered new
+#: envelopes waits for the first envelope they cause before it answers. A small
+#: tunnelled request is answered in-process within a millisecond or two, a kernel's
+#: reply to a quick request within a few: answered in the send's own answer, it spares
+#: the ``recv`` its answer and the client its next long poll, one of the three handler
+#: runs of a polled round trip (docs/developers/polling.md, "Replies in the send's
+#: answer"). A request that takes longer is answered by the ``recv`` as before; what the
+#: wait costs then is this much delay for the client's next ``send``.
+REPLY_WAIT_SECONDS = 0.005
 #: The most ``closed`` envelopes refusing a client's ``open`` that may wait for room in
 #: the outgoing buffer; past that, the session takes no more envelopes until one is queued.
 MAX_PENDING_REFUSALS = 64
@@ -122,6 +131,12 @@ class PollingSession:
         self._pending_refusals = 0
         self._refusal_sent = asyncio.Event()
         self._send_waiting = False
+        #: Envelopes numbered below this were carried by a ``send``'s answer; a waiting
+        #: ``recv`` answers only once there is one beyond them.
+        self._carried = 0
+        #: ``send``s waiting for replies to carry; a ``recv`` does not take them meanwhile.
+        self._carriers = 0
+        self._carriers_done = asyncio.Event()
 
     # ------------------------------------------------------------ activity and expiry
 
@@ -312,6 +327,45 @@ class PollingSession:
             envelope = TextEnvelope(TUNNEL_CHANNEL, frame.decode("utf-8"))
         await self.outgoing.put(encode_envelope(envelope))
 
+    async def replies_for_send(self, ack: int, since: int, wait: bool) -> bytes:
+        """A ``send?since=N`` answer: ``ack``, and the envelopes from ``since`` on.
+
+        ``since`` acknowledges as a ``recv``'s does. With ``wait`` (the send delivered
+        new envelopes) and nothing beyond what earlier answers carried, wait up to
+        :data:`REPLY_WAIT_SECONDS` for the first envelope, then let what the same
+        event-loop turn produced join it. A waiting ``recv`` leaves what a send carries
+        to the send: it answers once there is an envelope beyond, and may repeat some
+        the send carried (the client drops numbers it has seen).
+        """
+        self.outgoing.ack(since)
+        if wait and self.closed is None and self.outgoing.next_seq <= max(since, self._carried):
+            self._carriers += 1
+            self._carriers_done.clear()
+            try:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(
+                        self.outgoing.wait_beyond(max(since, self._carried)), REPLY_WAIT_SECONDS
+                    )
+                await asyncio.sleep(0)
+            finally:
+                self._carriers -= 1
+        first, items = self.outgoing.pending(since)
+        self._carried = max(self._carried, first + len(items))
+        if not self._carriers:
+            self._carriers_done.set()
+        return encode_batch(first, items, ack=ack)
+
+    async def _wait_uncarried(self, since: int) -> None:
+        """Wait for an envelope from ``since`` on that no ``send``'s answer carries."""
+        while True:
+            await self.outgoing.wait_beyond(max(since, self._carried))
+            if self.outgoing.closed:
+                return
+            if self._carriers:
+                await self._carriers_done.wait()
+            elif self.outgoing.next_seq > max(since, self._carried):
+                return
+
     async def receive(self, since: int, timeout: float) -> bytes:
         """Answer a ``recv``: acknowledge below ``since``, then wait up to ``timeout`` s.
 
@@ -322,8 +376,8 @@ class PollingSession:
         turn = self._poll_turn
         self._poll_superseded.set()  # wake the previous waiter, if any
         self._poll_superseded = superseded = asyncio.Event()
-        if self.closed is None and self.outgoing.next_seq <= since:
-            data = asyncio.ensure_future(self.outgoing.wait_beyond(since))
+        if self.closed is None and self.outgoing.next_seq <= max(since, self._carried):
+            data = asyncio.ensure_future(self._wait_uncarried(since))
             newer = asyncio.ensure_future(superseded.wait())
             try:
                 await asyncio.wait([data, newer], timeout=timeout, return_when="FIRST_COMPLETED")

@@ -226,7 +226,31 @@ def parse_send(body: str | bytes) -> SendBatch:
 
 def parse_batch(body: str | bytes) -> ReceiveBatch:
     """Read the answer to a ``recv`` (the client side)."""
-    seq, messages, obj = _parse_numbered(body, "batch")
+    return _batch(*_parse_numbered(body, "batch"))
+
+
+def parse_send_answer(body: str | bytes) -> tuple[int, ReceiveBatch | None]:
+    """Read the answer to a ``send`` (the client side): ``ack``, and a batch if it carries one.
+
+    A server answers ``{"ack": M}``, or with ``send?since=N``, ``{"ack": M, "seq": F,
+    "messages": [...]}``.
+    """
+    try:
+        obj = decode_json(body)
+    except ValueError:
+        raise _bad("JSON input is required.") from None
+    if not isinstance(obj, dict):
+        raise _bad("A send answer must be a JSON object")
+    ack = _int(obj.get("ack"), "ack", 0, 2**53)
+    if "messages" not in obj:
+        return ack, None
+    seq = _int(obj.get("seq"), "seq", 0, 2**53)
+    if not isinstance(obj["messages"], list):
+        raise _bad('"messages" must be a list')
+    return ack, _batch(seq, obj["messages"], obj)
+
+
+def _batch(seq: int, messages: list[Any], obj: dict[str, Any]) -> ReceiveBatch:
     closed = None
     if obj.get("closed") is not None:
         code, reason = _close_fields(obj["closed"], "closed")
@@ -267,14 +291,20 @@ def encode_envelope(envelope: Envelope) -> bytes:
 
 
 def encode_batch(
-    seq: int, messages: Iterable[bytes], closed: tuple[int, str] | None = None
+    seq: int,
+    messages: Iterable[bytes],
+    closed: tuple[int, str] | None = None,
+    *,
+    ack: int | None = None,
 ) -> bytes:
-    """A ``send`` body or a ``recv`` answer from already-encoded envelopes.
+    """A ``send`` body, a ``recv`` answer, or (with ``ack``) a ``send?since=N`` answer.
 
     Envelopes are kept encoded while they wait for acknowledgement, so a batch
     that is sent again costs no re-encoding.
     """
     head = b'{"seq":%d,"messages":[' % seq
+    if ack is not None:
+        head = b'{"ack":%d,"seq":%d,"messages":[' % (ack, seq)
     tail = b"]}" if closed is None else b'],"closed":' + dumps(_close_object(*closed)) + b"}"
     return head + b",".join(messages) + tail
 

@@ -56,9 +56,13 @@ class RawPolling:
             self.session_id = self.session["session_id"]
         return response
 
-    async def send(self, seq: int, envelopes: list[Any]) -> httpclient.HTTPResponse:
+    async def send(
+        self, seq: int, envelopes: list[Any], since: int | None = None
+    ) -> httpclient.HTTPResponse:
+        """A ``send``; with ``since``, one whose answer carries the replies ready by then."""
         body = encode_batch(seq, [encode_envelope(e) for e in envelopes])
-        return await self.fetch(f"/{self.session_id}/send", "POST", body)
+        query = "" if since is None else f"?since={since}"
+        return await self.fetch(f"/{self.session_id}/send{query}", "POST", body)
 
     async def recv(self, since: int, **kw: Any) -> httpclient.HTTPResponse:
         return await self.fetch(f"/{self.session_id}/recv?since={since}", **kw)

@@ -43,6 +43,8 @@ class FakeHttp:
         self.requests: list[tuple[str, str, bytes | None]] = []
         self.recv_answers: asyncio.Queue[HttpResponse] = asyncio.Queue()
         self.closed = False
+        #: What the next ``send`` answer carries (first number, envelopes), if anything.
+        self.send_carries: tuple[int, list[Envelope]] | None = None
 
     async def fetch(
         self,
@@ -60,6 +62,10 @@ class FakeHttp:
         if url.startswith(SESSION + "/send"):
             batch = parse_send(body or b"")
             ack = batch.seq + len(batch.messages)
+            if self.send_carries is not None:
+                (seq, carried), self.send_carries = self.send_carries, None
+                body = encode_batch(seq, [encode_envelope(e) for e in carried], ack=ack)
+                return HttpResponse(200, "OK", {}, body)
             return HttpResponse(200, "OK", {}, json.dumps({"ack": ack}).encode())
         assert url.startswith(SESSION + "/recv"), url
         return await self.recv_answers.get()
@@ -140,10 +146,29 @@ async def test_send_resolves_once_acknowledged():
     transport.attach(listener.on_message, listener.on_closed)
     await asyncio.wait_for(transport.send('{"message_id": 1}'), 1)
     ((_, url, body),) = [r for r in http.requests if r[0] == "POST"]
-    assert url == SESSION + "/send"
+    assert url == SESSION + "/send?since=0"
     sent = parse_send(body or b"")
     assert (sent.seq, sent.messages) == (0, (TextEnvelope(0, '{"message_id": 1}'),))
     assert not transport.busy
+    await transport.close()
+
+
+async def test_replies_a_send_answer_carries_are_delivered_once():
+    http, listener = FakeHttp(), Listener()
+    transport = _session(http)
+    transport.attach(listener.on_message, listener.on_closed)
+    http.send_carries = (0, [TextEnvelope(0, "reply 1"), TextEnvelope(0, "reply 2")])
+    await asyncio.wait_for(transport.send("request 1"), 1)
+    await _turns()
+    assert listener.messages == ["reply 1", "reply 2"]
+    # The next send says how far the client has read; the poll's later answer repeats
+    # one carried envelope, which is skipped.
+    await asyncio.wait_for(transport.send("request 2"), 1)
+    assert http.urls("POST")[-1] == SESSION + "/send?since=2"
+    http.answer_recv(1, TextEnvelope(0, "reply 2"), TextEnvelope(0, "reply 3"))
+    await _turns()
+    assert listener.messages == ["reply 1", "reply 2", "reply 3"]
+    assert http.urls("GET")[-1] == SESSION + "/recv?since=3"
     await transport.close()
 
 

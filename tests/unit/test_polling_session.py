@@ -8,7 +8,11 @@ import logging
 import pytest
 
 from jupyter_http_over_ws.polling import BufferClosedError, OutgoingBuffer, PollingSession
-from jupyter_http_over_ws.polling.session import STREAMING_ENVELOPES, STREAMING_GATHER_SECONDS
+from jupyter_http_over_ws.polling.session import (
+    REPLY_WAIT_SECONDS,
+    STREAMING_ENVELOPES,
+    STREAMING_GATHER_SECONDS,
+)
 from jupyter_http_over_ws.upstream import UpstreamRefusedError
 from jupyter_http_over_ws.wire.polling import (
     BinaryEnvelope,
@@ -20,6 +24,7 @@ from jupyter_http_over_ws.wire.polling import (
     SendBatch,
     TextEnvelope,
     parse_batch,
+    parse_send_answer,
 )
 
 LOG = logging.getLogger("test_polling_session")
@@ -195,6 +200,47 @@ async def test_a_long_poll_waits_for_the_next_envelope():
     await session.tunnel.send(b"late", False)
     batch = parse_batch(await asyncio.wait_for(waiting, 1))
     assert batch.messages == (TextEnvelope(0, "late"),)
+
+
+async def test_a_send_answer_carries_the_replies_and_the_waiting_poll_stays():
+    session = new_session()
+    waiting = asyncio.ensure_future(session.receive(0, 5))
+    await asyncio.sleep(0.01)
+    session.deliver(SendBatch(0, (TextEnvelope(0, "request"),)))
+    carrying = asyncio.ensure_future(session.replies_for_send(1, 0, wait=True))
+    await asyncio.sleep(0)
+    await session.tunnel.send(b"reply", False)  # comes while the send waits
+    ack, batch = parse_send_answer(await asyncio.wait_for(carrying, 1))
+    assert ack == 1
+    assert batch is not None
+    assert (batch.seq, batch.messages) == (0, (TextEnvelope(0, "reply"),))
+    await asyncio.sleep(0.02)
+    assert not waiting.done()  # what the send carried does not wake the poll
+    await session.tunnel.send(b"later", False)  # nothing carries this one
+    answer = parse_batch(await asyncio.wait_for(waiting, 1))
+    assert answer.messages[-1] == TextEnvelope(0, "later")
+
+
+async def test_a_send_answer_waits_briefly_then_answers_empty():
+    session = new_session()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    _ack, batch = parse_send_answer(await session.replies_for_send(0, 0, wait=True))
+    assert REPLY_WAIT_SECONDS * 0.8 <= loop.time() - started < 1
+    assert batch is not None
+    assert batch.messages == ()
+    # A send that delivered nothing new does not wait, and answers what is ready.
+    await session.tunnel.send(b"ready", False)
+    started = loop.time()
+    _, batch = parse_send_answer(await session.replies_for_send(0, 0, wait=False))
+    assert loop.time() - started < REPLY_WAIT_SECONDS
+    assert batch is not None
+    assert batch.messages == (TextEnvelope(0, "ready"),)
+    # Its since acknowledges, as a poll's does.
+    _, batch = parse_send_answer(await session.replies_for_send(0, 1, wait=False))
+    assert batch is not None
+    assert (batch.seq, batch.messages) == (1, ())
+    assert session.outgoing.buffered_bytes == 0
 
 
 async def test_a_superseded_poll_returns_an_empty_batch():

@@ -24,6 +24,7 @@ from jupyter_http_over_ws.wire.polling import (
     parse_batch,
     parse_envelope,
     parse_send,
+    parse_send_answer,
 )
 from jupyter_http_over_ws.wire.protocol import ProtocolError
 
@@ -57,6 +58,19 @@ def test_batches_round_trip():
     assert closed.messages == ()
     assert closed.closed == (4408, "Idle for 60 s")
     assert json.loads(encode_batch(0, [])) == {"seq": 0, "messages": []}
+
+
+def test_send_answers_with_and_without_a_batch():
+    assert parse_send_answer(b'{"ack": 3}') == (3, None)
+    carried = encode_batch(4, [encode_envelope(e) for e in ENVELOPES[:3]], ack=9)
+    assert json.loads(carried)["ack"] == 9
+    ack, batch = parse_send_answer(carried)
+    assert ack == 9
+    assert batch is not None
+    assert (batch.seq, batch.messages, batch.closed) == (4, tuple(ENVELOPES[:3]), None)
+    for body in (b"[]", b'{"seq": 1}', b'{"ack": -1}', b'{"ack": 1, "messages": []}', b"x"):
+        with pytest.raises(ProtocolError):
+            parse_send_answer(body)
 
 
 @pytest.mark.parametrize(
