@@ -10,7 +10,9 @@ import pytest
 from jupyter_http_over_ws.wire.protocol import (
     JSON_REQUIRED,
     MAX_PATH_LENGTH,
+    ORJSON_DECODE_LIMIT,
     ProtocolError,
+    decode_json,
     encode_error,
     encode_reply,
     encode_request,
@@ -245,3 +247,18 @@ def test_non_finite_ids_are_refused_without_echo(raw_id):
     frame = encode_error(e.value).decode()
     assert "NaN" not in frame
     assert "Infinity" not in frame
+
+
+@pytest.mark.parametrize("padding", [0, ORJSON_DECODE_LIMIT])
+def test_small_and_large_texts_decode_alike(padding):
+    """Below the limit orjson decodes (when installed), from it the standard library."""
+    body = "A" * padding
+    message = json.dumps({"message_id": 1, "method": "PUT", "path": "/x", "body": body})
+    request = parse_request(message)
+    assert (request.message_id, request.method, request.body) == (1, "PUT", body.encode())
+    assert decode_json(message.encode())["body"] == body
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        with pytest.raises(ValueError):
+            decode_json(f'{{"a": {constant}, "pad": "{body}"}}')
+    with pytest.raises(ValueError):
+        decode_json(message[:-1])
