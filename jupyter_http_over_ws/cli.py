@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from . import demo
 
     demo.add_parser(commands)
+    from .lab import command as lab
+
+    lab.add_parser(commands)
     args = parser.parse_args(argv)
     return int(args.run(args))
 

@@ -1,0 +1,198 @@
+"""The real JupyterLab on another origin, through the tunnel, in Chromium; and the
+federated extension it runs with, rebuilt from its source and compared with what ships.
+
+JupyterLab (the installed package's own frontend) is served by ``jupyter
+http-over-ws lab``'s page server on ``http://localhost:Q`` (origin A); the Jupyter server
+with the extension runs on ``http://127.0.0.1:P`` (origin B, another site) and allows
+origin A. Every request and socket the page makes to origin B must be the tunnel's: the
+network events are recorded and checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from support.browser import REPO, jupyter_server
+from support.browser import browser as browser
+from support.browser import context as context
+from support.browser import jp_asyncio_loop as jp_asyncio_loop
+from support.browser import jp_server_cleanup as jp_server_cleanup
+from support.ports import free_port
+
+from jupyter_http_over_ws.lab.command import lab_url
+from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
+from jupyter_http_over_ws.lab.pageserver import LabPageServer
+
+pytestmark = pytest.mark.slow
+
+TUNNEL_PATH = "/http_over_websocket"
+SCREENSHOT = REPO / "docs" / "users" / "jupyterlab.png"
+
+
+@dataclass(frozen=True)
+class Lab:
+    server: str
+    token: str
+    page_origin: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
+    base = tmp_path_factory.mktemp("lab")
+    root = base / "root"
+    root.mkdir()
+    token = secrets.token_hex(16)
+    port = free_port()
+    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
+    home = base / "jupyter"
+    origin = page.origin
+    with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
+        yield Lab(f"http://127.0.0.1:{port}/", token, page.origin, root)
+
+
+@dataclass
+class Network:
+    """What a page asked for: every request's URL, every WebSocket's URL."""
+
+    requests: list[str] = field(default_factory=list)
+    sockets: list[str] = field(default_factory=list)
+
+    def watch(self, page: Any) -> None:
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        page.on("console", lambda m: print(f"[console.{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
+
+    def outside_the_tunnel(self, server: str) -> list[str]:
+        """Requests and sockets to ``server``'s host that are not under the tunnel's path."""
+        host = urlsplit(server).netloc
+        return [
+            url
+            for url in self.requests + self.sockets
+            if urlsplit(url).netloc == host and not urlsplit(url).path.startswith(TUNNEL_PATH)
+        ]
+
+
+def open_lab(context: Any, url: str) -> tuple[Any, Network]:
+    page = context.new_page()
+    network = Network()
+    network.watch(page)
+    page.goto(url)
+    return page, network
+
+
+def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
+    context: Any, lab: Lab, tmp_path: Path
+) -> None:
+    page, network = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
+    page.wait_for_selector(".jp-Launcher", timeout=90_000)
+    page.click('.jp-LauncherCard[data-category="Notebook"]')
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", timeout=60_000)
+    # Type once the notebook's session has its kernel (the status bar says "| Idle"; the
+    # toolbar's indicator says idle before there is a session), and run once the text is
+    # in the cell: JupyterLab runs nothing without a kernel or text, directly as here.
+    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
+    page.click(".jp-NotebookPanel .jp-Cell .cm-content")
+    page.keyboard.type("print(6*7)")
+    page.wait_for_selector('.jp-NotebookPanel .jp-Cell .cm-content:has-text("print(6*7)")')
+    page.keyboard.press("Shift+Enter")
+    output = page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
+    assert output.inner_text().strip() == "42"
+    # The README's picture: HOWS_UPDATE_SCREENSHOT=1 writes docs/users/jupyterlab.png.
+    update = os.environ.get("HOWS_UPDATE_SCREENSHOT") == "1"
+    page.screenshot(path=SCREENSHOT if update else tmp_path / "jupyterlab.png")
+
+    assert network.outside_the_tunnel(lab.server) == []
+    tunnel = [u for u in network.sockets if urlsplit(u).path == TUNNEL_PATH]
+    assert tunnel, network.sockets
+    # The kernel's socket and the others are the tunnel's proxied sockets (polling would
+    # show no socket at all, only requests under the tunnel's path).
+    assert any("/proxied_ws/api/kernels/" in u for u in network.sockets), network.sockets
+    # The theme's stylesheet and JupyterLab's bundles came from the page's own origin.
+    page_host = urlsplit(lab.page_origin).netloc
+    themes = [u for u in network.requests if "/lab/api/themes/" in u]
+    assert themes
+    assert all(urlsplit(u).netloc == page_host for u in themes), themes
+    assert page.query_selector("#hows-lab-problem") is None
+    # The notebook is on the server's disk.
+    assert list(lab.root.glob("*.ipynb")), list(lab.root.iterdir())
+
+
+def test_a_page_without_a_server_says_so_and_asks_no_server(context: Any, lab: Lab) -> None:
+    page, network = open_lab(context, f"{lab.page_origin}/lab")
+    problem = page.wait_for_selector("#hows-lab-problem", timeout=60_000)
+    assert "No Jupyter server" in problem.inner_text()
+    page_host = urlsplit(lab.page_origin).netloc
+    assert [u for u in network.requests if urlsplit(u).netloc != page_host] == []
+    assert network.sockets == []
+
+
+def test_a_refused_tunnel_is_shown_and_never_falls_back_to_direct_requests(
+    context: Any, lab: Lab
+) -> None:
+    # A wrong token: the tunnel is refused. JupyterLab would replace a failed settings
+    # provider with its default settings (requests straight to the server): ours must
+    # not fail, only refuse.
+    page, network = open_lab(context, lab_url(lab.page_origin, lab.server, "wrong-token"))
+    problem = page.wait_for_selector("#hows-lab-problem", timeout=60_000)
+    assert "Cannot reach the Jupyter server" in problem.inner_text()
+    page.wait_for_timeout(2000)  # what JupyterLab does next, had it fallen back
+    assert network.outside_the_tunnel(lab.server) == []
+
+
+def _shipped_files(directory: Path) -> dict[str, bytes]:
+    """The build's files by name, the entry point's content hash in its name left out."""
+    files = {}
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        relative = str(path.relative_to(directory))
+        name = re.sub(r"remoteEntry\.[0-9a-f]+\.js$", "remoteEntry.js", relative)
+        files[name] = path.read_bytes()
+    return files
+
+
+def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None:
+    """jupyter_http_over_ws/lab/labextension is js/lab-extension built with its lock file.
+
+    Rebuilt from npm packages (``npm ci``) with JupyterLab's builder, in a copy of the
+    source (the build writes to ``../../jupyter_http_over_ws/lab/labextension``). The
+    builder numbers one module of the entry point after the build's directory, so there
+    (only) digits are compared as digits, not values; every other file byte for byte.
+    """
+    source = REPO / "js" / "lab-extension"
+    work = tmp_path / "js" / "lab-extension"
+    work.mkdir(parents=True)
+    for name in ("package.json", "package-lock.json"):
+        shutil.copy(source / name, work / name)
+    shutil.copytree(source / "lib", work / "lib")
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=work, check=True)
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
+    subprocess.run(
+        [str(bin_dir / "jupyter-labextension"), "build", "."], cwd=work, env=env, check=True
+    )
+    built = _shipped_files(tmp_path / "jupyter_http_over_ws" / "lab" / "labextension")
+    shipped = _shipped_files(EXTENSION_DIR)
+    assert sorted(built) == sorted(shipped)
+    for name in built:
+        if name == "package.json":
+            ours, theirs = json.loads(built[name]), json.loads(shipped[name])
+            ours["jupyterlab"]["_build"].pop("load")
+            theirs["jupyterlab"]["_build"].pop("load")
+            assert ours == theirs
+        elif name.endswith("remoteEntry.js"):
+            assert re.sub(rb"\d+", b"0", built[name]) == re.sub(rb"\d+", b"0", shipped[name])
+        else:
+            assert built[name] == shipped[name], f"{name} differs: rebuild (js/lab-extension)"

@@ -1,0 +1,178 @@
+"""``jupyter http-over-ws lab``'s page and page server, without a browser.
+
+The installed JupyterLab (the test extra brings it with notebook 7) is rendered for a
+page on another origin; the page server serves it and nothing else. The browser test is
+tests/test_browser_lab.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from jupyter_http_over_ws.lab.command import lab_url, split_token
+from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
+from jupyter_http_over_ws.lab.pageserver import LabPageServer
+
+ORIGIN = "http://localhost:8890"
+OURS = json.loads((EXTENSION_DIR / "package.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def frontend() -> LabFrontend:
+    return LabFrontend.find()
+
+
+@pytest.fixture(scope="module")
+def page_server(frontend: LabFrontend) -> Iterator[LabPageServer]:
+    with LabPageServer(frontend, "127.0.0.1", 0, origin_host="localhost") as server:
+        yield server
+
+
+def page_config(html: str) -> Any:
+    match = re.search(
+        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', html
+    )
+    assert match, html[:500]
+    return json.loads(match.group(1))
+
+
+def get(server: LabPageServer, path: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.port}{path}", method=method)
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args: Any) -> None:
+            return None
+
+    opener = urllib.request.build_opener(NoRedirect)
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), e.read()
+
+
+def test_the_page_disables_jupyterlabs_settings_provider_and_loads_ours(
+    frontend: LabFrontend,
+) -> None:
+    config = page_config(frontend.render(ORIGIN))
+    assert "@jupyterlab/services-extension:server-settings" in config["disabledExtensions"]
+    ours = [e for e in config["federated_extensions"] if e["name"] == OURS["name"]]
+    assert len(ours) == 1
+    assert (EXTENSION_DIR / ours[0]["load"]).is_file()
+    assert ours[0]["extension"] == "./extension"
+
+
+def test_the_page_is_on_its_own_origin_and_holds_no_server_or_token(
+    frontend: LabFrontend,
+) -> None:
+    html = frontend.render(ORIGIN)
+    config = page_config(html)
+    assert config["baseUrl"] == ORIGIN + "/"
+    assert config["fullStaticUrl"] == ORIGIN + "/static/lab"
+    assert config["fullLabextensionsUrl"] == ORIGIN + "/lab/extensions"
+    assert "token" not in config
+    assert config["appVersion"] == frontend.version
+    # JupyterLab's own bundle, by the name its build gave it.
+    script = re.search(r'src="http://localhost:8890/static/lab/(main\.[0-9a-f]+\.js)', html)
+    assert script is not None
+    assert (frontend.static_dir / script.group(1)).is_file()
+    assert 'href="http://localhost:8890/static/favicons/favicon.ico"' in html
+
+
+def test_the_installed_federated_extensions_are_listed(frontend: LabFrontend) -> None:
+    from jupyterlab_server.config import get_federated_extensions
+
+    installed = get_federated_extensions([str(p) for p in frontend.labextensions_path])
+    listed = {e["name"] for e in page_config(frontend.render(ORIGIN))["federated_extensions"]}
+    assert listed == {*installed, OURS["name"]}
+    assert set(frontend.extension_dirs()) == listed
+
+
+@pytest.mark.parametrize("path", ["/lab", "/lab/tree/a%20b.ipynb", "/lab/workspaces/w"])
+def test_the_page_server_answers_the_page_under_lab(page_server: LabPageServer, path: str) -> None:
+    status, headers, body = get(page_server, path)
+    assert status == 200
+    assert headers["Content-Type"] == "text/html; charset=utf-8"
+    assert page_config(body.decode())["baseUrl"] == page_server.origin + "/"
+    assert headers["Cache-Control"] == "no-store"
+    assert headers["Referrer-Policy"] == "no-referrer"
+
+
+def test_the_page_server_serves_jupyterlabs_files_ours_and_the_themes(
+    page_server: LabPageServer, frontend: LabFrontend
+) -> None:
+    load = OURS["jupyterlab"]["_build"]["load"]
+    status, headers, body = get(page_server, f"/lab/extensions/{OURS['name']}/{load}")
+    assert (status, headers["Content-Type"]) == (200, "text/javascript")
+    assert body == (EXTENSION_DIR / load).read_bytes()
+    main = next(frontend.static_dir.glob("main.*.js"))
+    status, headers, body = get(page_server, f"/static/lab/{main.name}")
+    assert (status, len(body)) == (200, main.stat().st_size)
+    css = "/lab/api/themes/@jupyterlab/theme-light-extension/index.css"
+    status, headers, _ = get(page_server, css)
+    assert (status, headers["Content-Type"]) == (200, "text/css")
+    status, headers, body = get(page_server, f"/static/lab/{main.name}", method="HEAD")
+    assert (status, body, headers["Content-Length"]) == (200, b"", str(main.stat().st_size))
+
+
+def test_the_root_redirects_to_the_page(page_server: LabPageServer) -> None:
+    status, headers, _ = get(page_server, "/")
+    assert (status, headers["Location"]) == (302, "/lab")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/contents",
+        "/files/a.txt",
+        "/static/lab/../../../../../../etc/passwd",
+        "/static/lab/%2e%2e/%2e%2e/settings/page_config.json",
+        "/static/lab/..%2findex.html",
+        "/static/lab/",
+        "/static/lab/nothing.js",
+        "/lab/extensions/not-installed/static/x.js",
+        f"/lab/extensions/{OURS['name']}/../../../../etc/passwd",
+        "/lab/api/themes/missing.css",
+        "/lab/api/settings",
+        "/static/favicons/../../__init__.py",
+    ],
+)
+def test_the_page_server_answers_nothing_else(page_server: LabPageServer, path: str) -> None:
+    status, _, body = get(page_server, path)
+    assert status == 404, body[:200]
+
+
+@pytest.mark.parametrize(
+    ("url", "server", "token"),
+    [
+        ("http://127.0.0.1:8888/lab?token=abc", "http://127.0.0.1:8888/", "abc"),
+        ("http://127.0.0.1:8888/tree?token=a%2Bb", "http://127.0.0.1:8888/", "a+b"),
+        (
+            "https://hub.example/user/ann/lab/tree/x.ipynb?token=t",
+            "https://hub.example/user/ann/",
+            "t",
+        ),
+        ("http://127.0.0.1:8888", "http://127.0.0.1:8888/", None),
+        ("http://h:1/base/?x=1&token=t", "http://h:1/base/", "t"),
+    ],
+)
+def test_split_token(url: str, server: str, token: str | None) -> None:
+    assert split_token(url) == (server, token)
+
+
+@pytest.mark.parametrize("url", ["127.0.0.1:8888", "file:///tmp", "ws://h/"])
+def test_split_token_refuses_what_is_not_a_server_url(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        split_token(url)
+
+
+def test_the_lab_url_carries_server_and_token_in_the_fragment() -> None:
+    url = lab_url("http://localhost:8890", "http://127.0.0.1:8888/", "a&b=c")
+    assert url == "http://localhost:8890/lab#server=http://127.0.0.1:8888/&token=a%26b%3Dc"
