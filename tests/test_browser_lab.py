@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +29,7 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
+from support.lab import TUNNEL_PATH, open_lab, run_first_cell
 from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
@@ -37,7 +38,6 @@ from jupyter_http_over_ws.lab.pageserver import LabPageServer
 
 pytestmark = pytest.mark.slow
 
-TUNNEL_PATH = "/http_over_websocket"
 SCREENSHOT = REPO / "docs" / "users" / "jupyterlab.png"
 
 
@@ -63,54 +63,11 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         yield Lab(f"http://127.0.0.1:{port}/", token, page.origin, root)
 
 
-@dataclass
-class Network:
-    """What a page asked for: every request's URL, every WebSocket's URL."""
-
-    requests: list[str] = field(default_factory=list)
-    sockets: list[str] = field(default_factory=list)
-
-    def watch(self, page: Any) -> None:
-        page.on("request", lambda r: self.requests.append(r.url))
-        page.on("websocket", lambda ws: self.sockets.append(ws.url))
-        page.on("console", lambda m: print(f"[console.{m.type}] {m.text}"))
-        page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
-
-    def outside_the_tunnel(self, server: str) -> list[str]:
-        """Requests and sockets to ``server``'s host that are not under the tunnel's path."""
-        host = urlsplit(server).netloc
-        return [
-            url
-            for url in self.requests + self.sockets
-            if urlsplit(url).netloc == host and not urlsplit(url).path.startswith(TUNNEL_PATH)
-        ]
-
-
-def open_lab(context: Any, url: str) -> tuple[Any, Network]:
-    page = context.new_page()
-    network = Network()
-    network.watch(page)
-    page.goto(url)
-    return page, network
-
-
 def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
     context: Any, lab: Lab, tmp_path: Path
 ) -> None:
     page, network = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
-    page.wait_for_selector(".jp-Launcher", timeout=90_000)
-    page.click('.jp-LauncherCard[data-category="Notebook"]')
-    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", timeout=60_000)
-    # Type once the notebook's session has its kernel (the status bar says "| Idle"; the
-    # toolbar's indicator says idle before there is a session), and run once the text is
-    # in the cell: JupyterLab runs nothing without a kernel or text, directly as here.
-    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
-    page.click(".jp-NotebookPanel .jp-Cell .cm-content")
-    page.keyboard.type("print(6*7)")
-    page.wait_for_selector('.jp-NotebookPanel .jp-Cell .cm-content:has-text("print(6*7)")')
-    page.keyboard.press("Shift+Enter")
-    output = page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
-    assert output.inner_text().strip() == "42"
+    assert run_first_cell(page, "print(6*7)") == "42"
     # The README's picture: HOWS_UPDATE_SCREENSHOT=1 writes docs/users/jupyterlab.png.
     update = os.environ.get("HOWS_UPDATE_SCREENSHOT") == "1"
     page.screenshot(path=SCREENSHOT if update else tmp_path / "jupyterlab.png")

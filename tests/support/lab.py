@@ -1,0 +1,62 @@
+"""JupyterLab in the browser tests: the page's network record, and running one cell.
+
+Shared by tests/test_browser_lab.py and tests/test_browser_lab_nginx.py.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+TUNNEL_PATH = "/http_over_websocket"
+
+
+@dataclass
+class Network:
+    """What a page asked for: every request's URL, every WebSocket's URL."""
+
+    requests: list[str] = field(default_factory=list)
+    sockets: list[str] = field(default_factory=list)
+
+    def watch(self, page: Any) -> None:
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        page.on("console", lambda m: print(f"[console.{m.type}] {m.text}"))
+        page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
+
+    def outside_the_tunnel(self, server: str) -> list[str]:
+        """Requests and sockets to ``server``'s host that are not under the tunnel's path."""
+        host = urlsplit(server).netloc
+        return [
+            url
+            for url in self.requests + self.sockets
+            if urlsplit(url).netloc == host and not urlsplit(url).path.startswith(TUNNEL_PATH)
+        ]
+
+
+def open_lab(context: Any, url: str) -> tuple[Any, Network]:
+    """A new page at ``url``, its network watched from the first request."""
+    page = context.new_page()
+    network = Network()
+    network.watch(page)
+    page.goto(url)
+    return page, network
+
+
+def run_first_cell(page: Any, code: str) -> str:
+    """From the launcher: a new notebook, ``code`` in its cell, run; the output's text."""
+    page.wait_for_selector(".jp-Launcher", timeout=90_000)
+    page.click('.jp-LauncherCard[data-category="Notebook"]')
+    page.wait_for_selector(".jp-NotebookPanel .jp-Cell .cm-content", timeout=60_000)
+    # Type once the notebook's session has its kernel (the status bar says "| Idle"; the
+    # toolbar's indicator says idle before there is a session), and run once the text is
+    # in the cell: JupyterLab runs nothing without a kernel or text, directly as here.
+    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
+    page.click(".jp-NotebookPanel .jp-Cell .cm-content")
+    page.keyboard.type(code)
+    page.wait_for_selector(f'.jp-NotebookPanel .jp-Cell .cm-content:has-text("{code}")')
+    page.keyboard.press("Shift+Enter")
+    output = page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
+    return str(output.inner_text()).strip()

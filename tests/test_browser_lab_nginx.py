@@ -1,0 +1,78 @@
+"""JupyterLab on another origin, behind an nginx that drops WebSocket upgrades.
+
+Layout: JupyterLab's page server on ``http://localhost:Q`` (origin A); the Jupyter server
+on ``127.0.0.1:P``, reached only through Debian's nginx on ``http://127.0.0.1:N/``
+configured as an old reverse proxy (``Upgrade`` not forwarded: every WebSocket upgrade
+fails). The page knows nginx's URL only. The tunnel's WebSocket fails and the polling
+transport carries everything: the page's requests, and the kernel's socket.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from support.browser import browser as browser
+from support.browser import context as context
+from support.browser import jp_asyncio_loop as jp_asyncio_loop
+from support.browser import jp_server_cleanup as jp_server_cleanup
+from support.browser import jupyter_server
+from support.lab import TUNNEL_PATH, open_lab, run_first_cell
+from support.nginx import Nginx
+from support.ports import free_port
+
+from jupyter_http_over_ws.lab.command import lab_url
+from jupyter_http_over_ws.lab.frontend import LabFrontend
+from jupyter_http_over_ws.lab.pageserver import LabPageServer
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass(frozen=True)
+class Behind:
+    proxy: Nginx
+    server: str
+    token: str
+    page_origin: str
+    root: Path
+
+
+@pytest.fixture(scope="module")
+def behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Behind]:
+    base = tmp_path_factory.mktemp("lab-nginx")
+    root = base / "root"
+    root.mkdir()
+    token = secrets.token_hex(16)
+    port = free_port()
+    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
+    home = base / "jupyter"
+    origin = page.origin
+    with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
+        proxy = Nginx(base / "nginx", port, upgrades=False)
+        proxy.start()
+        try:
+            yield Behind(proxy, proxy.url("/"), token, origin, root)
+        finally:
+            proxy.stop()
+
+
+def test_jupyterlab_runs_a_cell_over_polling_when_the_proxy_drops_upgrades(
+    context: Any, behind: Behind
+) -> None:
+    page, network = open_lab(context, lab_url(behind.page_origin, behind.server, behind.token))
+    assert run_first_cell(page, "print(6*7)") == "42"
+    assert page.query_selector("#hows-lab-problem") is None
+
+    assert network.outside_the_tunnel(behind.server) == []
+    polling = [u for u in network.requests if urlsplit(u).path.startswith(TUNNEL_PATH + "/polling")]
+    assert polling
+    # Every socket the page tried (the tunnel's own) failed at nginx; nothing reached
+    # the server as a WebSocket, and the kernel ran anyway.
+    assert all(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
+    assert " 101 " not in behind.proxy.access_log()
+    assert list(behind.root.glob("*.ipynb"))
