@@ -189,6 +189,9 @@ OTHER_RESULTS = """\
 - [idle-scale.md](idle-scale.md) (`benchmarks/idle_scale.py`): 1,000 idle tunnel sockets
   and 100 idle proxied kernel sockets held by one server (memory per socket, CPU while
   idle), and 200 active tunnels against 200 direct keep-alive clients.
+- [lab-startup.md](lab-startup.md) (`benchmarks/lab_startup.py`): the real JupyterLab
+  through the tunnel from another site against the server's own JupyterLab: time to a
+  ready JupyterLab and to the first cell's output.
 """
 
 

@@ -88,13 +88,23 @@ def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
     assert list(lab.root.glob("*.ipynb")), list(lab.root.iterdir())
 
 
-def test_a_page_without_a_server_says_so_and_asks_no_server(context: Any, lab: Lab) -> None:
+def test_a_page_without_a_server_asks_for_one_and_sends_nothing_before(
+    context: Any, lab: Lab
+) -> None:
     page, network = open_lab(context, f"{lab.page_origin}/lab")
-    problem = page.wait_for_selector("#hows-lab-problem", timeout=60_000)
-    assert "No Jupyter server" in problem.inner_text()
+    form = page.wait_for_selector("#hows-lab-login", timeout=60_000)
+    assert "Which Jupyter server?" in form.inner_text()
     page_host = urlsplit(lab.page_origin).netloc
     assert [u for u in network.requests if urlsplit(u).netloc != page_host] == []
     assert network.sockets == []
+    page.fill('#hows-lab-login input[name="server"]', lab.server)
+    page.fill('#hows-lab-login input[name="token"]', lab.token)
+    page.click('#hows-lab-login button[type="submit"]')
+    # Ready: the launcher, or the notebook an earlier test left open in the workspace.
+    page.wait_for_selector(".jp-Launcher, .jp-NotebookPanel", timeout=90_000)
+    assert page.query_selector("#hows-lab-login") is None
+    assert network.outside_the_tunnel(lab.server) == []
+    assert any(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
 
 
 def test_a_refused_tunnel_is_shown_and_never_falls_back_to_direct_requests(

@@ -7,7 +7,7 @@
 // The page (served by `jupyter http-over-ws lab`, see docs/users/jupyterlab.md) disables
 // JupyterLab's own provider, `@jupyterlab/services-extension:server-settings`, in its
 // page config, and names the server and token in its fragment (`#server=URL&token=T`),
-// which the browser never sends anywhere. The browser client is imported from the
+// which the browser never sends anywhere; without one, the page asks for them. The browser client is imported from the
 // server itself, so it always matches the server's extension.
 //
 // JupyterLab awaits a plugin's asynchronous `activate`, and builds its ServiceManager
@@ -47,6 +47,48 @@ function showProblem(title, message) {
   heading.textContent = title;
   box.append(heading, document.createElement("br"), document.createTextNode(message));
   document.body.append(box);
+}
+
+/**
+ * Ask for the server's URL and token (this page names none). Submitting puts them in the
+ * fragment and reloads: nothing is stored, and nothing is sent until then.
+ */
+function askForServer() {
+  const form = document.createElement("form");
+  form.id = "hows-lab-login";
+  form.style.cssText =
+    "position:fixed;z-index:100000;top:2em;left:50%;transform:translateX(-50%);width:32em;" +
+    "padding:1em 1.5em;background:#fff;color:#000;border:1px solid #888;border-radius:4px;" +
+    "font:14px/1.6 sans-serif;box-shadow:0 2px 8px rgba(0,0,0,.3)";
+  const title = document.createElement("strong");
+  title.textContent = "Which Jupyter server?";
+  const field = (name, label, type, placeholder) => {
+    const row = document.createElement("label");
+    row.style.cssText = "display:block;margin-top:.5em";
+    const input = document.createElement("input");
+    Object.assign(input, { name, type, placeholder, required: name === "server" });
+    input.style.cssText = "display:block;width:100%;box-sizing:border-box";
+    row.append(label, input);
+    return row;
+  };
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Connect";
+  submit.style.marginTop = ".75em";
+  form.append(
+    title,
+    field("server", "Server URL", "url", "http://127.0.0.1:8888/"),
+    field("token", "Token", "password", ""),
+    submit,
+  );
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    const params = new URLSearchParams({ server: data.get("server"), token: data.get("token") });
+    window.location.hash = params.toString();
+    window.location.reload();
+  });
+  document.body.append(form);
 }
 
 /** Settings whose every request and socket fails with `error` (never a direct request). */
@@ -126,13 +168,8 @@ function withKernelspecLogos(tunnel) {
 async function activate() {
   const target = fromFragment();
   if (target === null) {
-    const error = new Error("This page does not name a Jupyter server.");
-    showProblem(
-      "No Jupyter server",
-      "Open this page with the address `jupyter http-over-ws lab` printed: it ends with " +
-        "#server=...&token=...",
-    );
-    return refusingSettings(error);
+    askForServer();
+    return refusingSettings(new Error("This page does not name a Jupyter server yet."));
   }
   let tunnel;
   try {
