@@ -29,7 +29,7 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.lab import TUNNEL_PATH, open_lab, run_first_cell
+from support.lab import TUNNEL_PATH, CuttableTunnel, open_lab, run_first_cell, run_next_cell
 from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
@@ -86,6 +86,21 @@ def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
     assert page.query_selector("#hows-lab-problem") is None
     # The notebook is on the server's disk.
     assert list(lab.root.glob("*.ipynb")), list(lab.root.iterdir())
+
+
+def test_jupyterlab_goes_on_after_the_tunnel_is_cut(context: Any, lab: Lab) -> None:
+    tunnel = CuttableTunnel()
+    # ?reset: a fresh workspace (an earlier test's notebook is open in the saved one).
+    url = lab_url(lab.page_origin, lab.server, lab.token).replace("/lab#", "/lab?reset#")
+    page, network = open_lab(context, url, tunnel)
+    assert run_first_cell(page, "x = 6*7; print(x)") == "42"
+    assert tunnel.cut() >= 1
+    # The client reconnects; JupyterLab's kernel socket, closed with the tunnel, reopens
+    # through the new one, and the kernel (and its state) is the same.
+    assert run_next_cell(page, "print(x + 1)", 2) == "43"
+    assert network.outside_the_tunnel(lab.server) == []
+    tunnels = [u for u in network.sockets if urlsplit(u).path == TUNNEL_PATH]
+    assert len(tunnels) >= 2, network.sockets
 
 
 def test_a_page_without_a_server_asks_for_one_and_sends_nothing_before(

@@ -36,13 +36,51 @@ class Network:
         ]
 
 
-def open_lab(context: Any, url: str) -> tuple[Any, Network]:
+class CuttableTunnel:
+    """Passes the tunnel's WebSocket through, until :meth:`cut` closes it on the page."""
+
+    def __init__(self) -> None:
+        self.routes: list[Any] = []
+
+    def route(self, page: Any) -> None:
+        """Put this between ``page`` and the server (before the page opens the tunnel)."""
+        page.route_web_socket(re.compile(r"/http_over_websocket\?"), self)
+
+    def __call__(self, ws: Any) -> None:
+        ws.connect_to_server()
+        self.routes.append(ws)
+
+    def cut(self) -> int:
+        """Close every tunnel socket opened so far, as a network failure would; how many."""
+        routes, self.routes = self.routes, []
+        for ws in routes:
+            ws.close(code=1011, reason="cut by the test's network")
+        return len(routes)
+
+
+def open_lab(context: Any, url: str, tunnel: CuttableTunnel | None = None) -> tuple[Any, Network]:
     """A new page at ``url``, its network watched from the first request."""
     page = context.new_page()
+    if tunnel is not None:
+        tunnel.route(page)
     network = Network()
     network.watch(page)
     page.goto(url)
     return page, network
+
+
+def run_next_cell(page: Any, code: str, count: int) -> str:
+    """Type ``code`` in the active (empty) cell, run it; the text of output ``count``."""
+    page.keyboard.type(code)
+    page.wait_for_selector(f'.jp-NotebookPanel .jp-Cell .cm-content:has-text("{code}")')
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "n => document.querySelectorAll('.jp-OutputArea-output').length >= n",
+        arg=count,
+        timeout=90_000,
+    )
+    outputs = page.query_selector_all(".jp-OutputArea-output")
+    return str(outputs[count - 1].inner_text()).strip()
 
 
 def run_first_cell(page: Any, code: str) -> str:
