@@ -29,7 +29,14 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.lab import TUNNEL_PATH, CuttableTunnel, open_lab, run_first_cell, run_next_cell
+from support.lab import (
+    TUNNEL_PATH,
+    CuttableTunnel,
+    open_lab,
+    run_first_cell,
+    run_next_cell,
+    wait_for,
+)
 from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
@@ -167,7 +174,7 @@ def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None
     )
     built = _shipped_files(tmp_path / "jupyter_http_over_ws" / "lab" / "labextension")
     shipped = _shipped_files(EXTENSION_DIR)
-    assert sorted(built) == sorted(shipped)
+    assert sorted(built) == sorted(shipped), (sorted(built), sorted(shipped))
     for name in built:
         if name == "package.json":
             ours, theirs = json.loads(built[name]), json.loads(shipped[name])
@@ -178,3 +185,39 @@ def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None
             assert re.sub(rb"\d+", b"0", built[name]) == re.sub(rb"\d+", b"0", shipped[name])
         else:
             assert built[name] == shipped[name], f"{name} differs: rebuild (js/lab-extension)"
+
+
+def test_rich_output_a_traceback_save_reload_and_a_terminal(context: Any, lab: Lab) -> None:
+    url = lab_url(lab.page_origin, lab.server, lab.token)
+    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
+    html = "from IPython.display import HTML; HTML('<b>rich ' + str(6*7) + '</b>')"
+    assert run_first_cell(page, html) == "rich 42"
+    assert page.query_selector(".jp-OutputArea-output b") is not None  # rendered, not text
+    assert "ZeroDivisionError" in run_next_cell(page, "1/0", 2)
+    page.click('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]')
+    # JupyterLab asks for a name on an untitled notebook's first save.
+    page.fill(".jp-Dialog input", "through-the-tunnel.ipynb")
+    page.click(".jp-Dialog .jp-mod-accept")
+    # Saved through the tunnel: the file on the server's disk holds both outputs.
+    saved = lab.root / "through-the-tunnel.ipynb"
+    wait_for(lambda: saved.is_file() and "ZeroDivisionError" in saved.read_text())
+    assert "rich 42" in saved.read_text()
+
+    # A new page (the fragment names the server again) at the notebook's tree URL: it
+    # comes back with its outputs, read through the tunnel.
+    page.goto(url.replace("/lab#", "/lab/tree/through-the-tunnel.ipynb#"))
+    page.wait_for_selector(".jp-OutputArea-output b:has-text('rich 42')", timeout=90_000)
+
+    # A terminal, through the tunnel's proxied socket.
+    page.keyboard.press("Control+Shift+L")
+    page.click('.jp-LauncherCard[title="Start a new terminal session"]')
+    terminal = page.wait_for_selector(".jp-Terminal", timeout=60_000)
+    # Type once the terminal's socket has brought the shell's first output.
+    wait_for(lambda: any("/terminals/websocket/" in u for u in network.frames))
+    terminal.click()
+    # (The shell starts where the server was started, not in its root_dir: a full path.)
+    echoed = lab.root / "echoed.txt"
+    page.keyboard.type(f"echo $((6*7)) > {echoed}\n")
+    assert wait_for(lambda: echoed.is_file() and echoed.read_text() == "42\n")
+    assert any("/proxied_ws/terminals/websocket/" in u for u in network.sockets)
+    assert network.outside_the_tunnel(lab.server) == []

@@ -6,9 +6,16 @@ Shared by tests/test_browser_lab.py and tests/test_browser_lab_nginx.py.
 from __future__ import annotations
 
 import re
+import time
+from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
+
+import pytest
+
+T = TypeVar("T")
 
 TUNNEL_PATH = "/http_over_websocket"
 
@@ -19,12 +26,18 @@ class Network:
 
     requests: list[str] = field(default_factory=list)
     sockets: list[str] = field(default_factory=list)
+    #: Frames each socket received, by URL.
+    frames: Counter[str] = field(default_factory=Counter)
 
     def watch(self, page: Any) -> None:
         page.on("request", lambda r: self.requests.append(r.url))
-        page.on("websocket", lambda ws: self.sockets.append(ws.url))
+        page.on("websocket", self._socket)
         page.on("console", lambda m: print(f"[console.{m.type}] {m.text}"))
         page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
+
+    def _socket(self, ws: Any) -> None:
+        self.sockets.append(ws.url)
+        ws.on("framereceived", lambda _: self.frames.update([ws.url]))
 
     def outside_the_tunnel(self, server: str) -> list[str]:
         """Requests and sockets to ``server``'s host that are not under the tunnel's path."""
@@ -98,3 +111,15 @@ def run_first_cell(page: Any, code: str) -> str:
     page.keyboard.press("Shift+Enter")
     output = page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
     return str(output.inner_text()).strip()
+
+
+def wait_for(condition: Callable[[], T], timeout: float = 60.0) -> T:
+    """``condition()``'s first truthy value, polled; the test fails after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"not true after {timeout} s: {condition}")
+        time.sleep(0.1)
