@@ -32,17 +32,18 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
 import webbrowser
 from collections.abc import Mapping, Sequence
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import quote, urlsplit
+
+from .background_http import BackgroundHTTPServer
 
 __all__ = [
     "CONFIG_PATH",
@@ -127,7 +128,7 @@ def content_security_policy(server_url: str) -> str:
     )
 
 
-class PageServer:
+class PageServer(BackgroundHTTPServer):
     """A static HTTP server for one directory, in a thread (``with`` stops it)."""
 
     def __init__(
@@ -149,30 +150,7 @@ class PageServer:
                 raise ValueError(f"the demo's server must be an http(s) URL, not {server_url!r}")
             base = type("DemoPageHandler", (_DemoPageHandler,), {"server_url": server_url})
         handler = functools.partial(base, directory=str(directory))
-        self.httpd = ThreadingHTTPServer((host, port), handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="demo-page-server", daemon=True
-        )
-
-    def start(self) -> PageServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._thread.is_alive():
-            self.httpd.shutdown()
-            self._thread.join(5)
-        self.httpd.server_close()
-
-    def __enter__(self) -> PageServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        super().__init__(host, port, handler, "demo-page-server")
 
 
 def server_command(

@@ -13,18 +13,16 @@ from __future__ import annotations
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.browser import REPO, jupyter_server
+from support.browser import REPO
 from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
@@ -32,42 +30,26 @@ from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.lab import (
     TUNNEL_PATH,
     CuttableTunnel,
+    Lab,
+    lab_servers,
     open_lab,
     run_first_cell,
     run_next_cell,
     wait_for,
 )
-from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
-from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
-from jupyter_http_over_ws.lab.pageserver import LabPageServer
+from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR
 
 pytestmark = pytest.mark.slow
 
 SCREENSHOT = REPO / "docs" / "users" / "jupyterlab.png"
 
 
-@dataclass(frozen=True)
-class Lab:
-    server: str
-    token: str
-    page_origin: str
-    root: Path
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
-    base = tmp_path_factory.mktemp("lab")
-    root = base / "root"
-    root.mkdir()
-    token = secrets.token_hex(16)
-    port = free_port()
-    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
-    home = base / "jupyter"
-    origin = page.origin
-    with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
-        yield Lab(f"http://127.0.0.1:{port}/", token, page.origin, root)
+    with lab_servers(tmp_path_factory.mktemp("lab")) as servers:
+        yield servers
 
 
 def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(

@@ -9,10 +9,8 @@ transport carries everything: the page's requests, and the kernel's socket.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,42 +19,33 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.browser import jupyter_server
-from support.lab import TUNNEL_PATH, open_lab, run_first_cell
+from support.lab import TUNNEL_PATH, Lab, lab_servers, open_lab, run_first_cell
 from support.nginx import Nginx
-from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
-from jupyter_http_over_ws.lab.frontend import LabFrontend
-from jupyter_http_over_ws.lab.pageserver import LabPageServer
 
 pytestmark = pytest.mark.slow
 
 
 @dataclass(frozen=True)
 class Behind:
+    lab: Lab
     proxy: Nginx
-    server: str
-    token: str
-    page_origin: str
-    root: Path
+
+    @property
+    def server(self) -> str:
+        """The server's URL as the page knows it: nginx's."""
+        return self.proxy.url("/")
 
 
 @pytest.fixture(scope="module")
 def behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Behind]:
     base = tmp_path_factory.mktemp("lab-nginx")
-    root = base / "root"
-    root.mkdir()
-    token = secrets.token_hex(16)
-    port = free_port()
-    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
-    home = base / "jupyter"
-    origin = page.origin
-    with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
-        proxy = Nginx(base / "nginx", port, upgrades=False)
+    with lab_servers(base) as lab:
+        proxy = Nginx(base / "nginx", lab.port, upgrades=False)
         proxy.start()
         try:
-            yield Behind(proxy, proxy.url("/"), token, origin, root)
+            yield Behind(lab, proxy)
         finally:
             proxy.stop()
 
@@ -64,7 +53,9 @@ def behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Behind]:
 def test_jupyterlab_runs_a_cell_over_polling_when_the_proxy_drops_upgrades(
     context: Any, behind: Behind
 ) -> None:
-    page, network = open_lab(context, lab_url(behind.page_origin, behind.server, behind.token))
+    page, network = open_lab(
+        context, lab_url(behind.lab.page_origin, behind.server, behind.lab.token)
+    )
     assert run_first_cell(page, "print(6*7)") == "42"
     assert page.query_selector("#hows-lab-problem") is None
 
@@ -75,4 +66,4 @@ def test_jupyterlab_runs_a_cell_over_polling_when_the_proxy_drops_upgrades(
     # the server as a WebSocket, and the kernel ran anyway.
     assert all(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
     assert " 101 " not in behind.proxy.access_log()
-    assert list(behind.root.glob("*.ipynb"))
+    assert list(behind.lab.root.glob("*.ipynb"))

@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import mimetypes
 import shutil
-import threading
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from ..background_http import BackgroundHTTPServer
 from .frontend import (
     APP_URL,
     FAVICONS_URL,
@@ -155,7 +155,7 @@ def _content_type(file: Path) -> str:
     return kind or "application/octet-stream"
 
 
-class LabPageServer:
+class LabPageServer(BackgroundHTTPServer):
     """The page server, in a thread (``with`` stops it)."""
 
     def __init__(
@@ -171,9 +171,7 @@ class LabPageServer:
         ``origin_host`` (default: ``host``) is the host name the browser will use: the
         page config's URLs are on that origin.
         """
-        self.httpd = ThreadingHTTPServer((host, port), _LabPageHandler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
+        super().__init__(host, port, _LabPageHandler, "lab-page-server")
         self.origin = f"http://{origin_host or host}:{self.port}"
         self.httpd.RequestHandlerClass = type(
             "LabPageHandler",
@@ -185,24 +183,3 @@ class LabPageServer:
                 "favicons": _favicons_dir(),
             },
         )
-        self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name="lab-page-server", daemon=True
-        )
-
-    def start(self) -> LabPageServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the listening socket."""
-        if self._thread.is_alive():
-            self.httpd.shutdown()
-            self._thread.join(5)
-        self.httpd.server_close()
-
-    def __enter__(self) -> LabPageServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()

@@ -5,19 +5,55 @@ Shared by tests/test_browser_lab.py and tests/test_browser_lab_nginx.py.
 
 from __future__ import annotations
 
+import contextlib
 import re
+import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import pytest
 
+from jupyter_http_over_ws.lab.frontend import LabFrontend
+from jupyter_http_over_ws.lab.pageserver import LabPageServer
+from support.browser import jupyter_server
+from support.ports import free_port
+
 T = TypeVar("T")
 
 TUNNEL_PATH = "/http_over_websocket"
+
+
+@dataclass(frozen=True)
+class Lab:
+    """JupyterLab's page server and the Jupyter server it is for."""
+
+    #: The Jupyter server's URL (``http://127.0.0.1:P/``) and port.
+    server: str
+    port: int
+    token: str
+    #: The page server's origin (``http://localhost:Q``), the one the server allows.
+    page_origin: str
+    #: The Jupyter server's root directory.
+    root: Path
+
+
+@contextlib.contextmanager
+def lab_servers(base: Path) -> Iterator[Lab]:
+    """The installed JupyterLab's page server on localhost, and a Jupyter server allowing it."""
+    root = base / "root"
+    root.mkdir()
+    token = secrets.token_hex(16)
+    port = free_port()
+    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
+    home = base / "jupyter"
+    origin = page.origin
+    with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
+        yield Lab(f"http://127.0.0.1:{port}/", port, token, origin, root)
 
 
 @dataclass
