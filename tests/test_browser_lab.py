@@ -56,6 +56,9 @@ def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
     context: Any, lab: Lab, tmp_path: Path
 ) -> None:
     page, network = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
+    # The kernel spec's logo, fetched through the tunnel (a blob: URL), not by URL.
+    logo = page.wait_for_selector('.jp-LauncherCard[data-category="Notebook"] img', timeout=90_000)
+    assert logo.get_attribute("src").startswith("blob:")
     assert run_first_cell(page, "print(6*7)") == "42"
     # The README's picture: HOWS_UPDATE_SCREENSHOT=1 writes docs/users/jupyterlab.png.
     update = os.environ.get("HOWS_UPDATE_SCREENSHOT") == "1"
