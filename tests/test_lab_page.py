@@ -8,13 +8,21 @@ tests/test_browser_lab.py.
 from __future__ import annotations
 
 import json
+import os
 import re
+import secrets
+import signal
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from support.browser import jupyter_server
+from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url, split_token
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
@@ -176,3 +184,51 @@ def test_split_token_refuses_what_is_not_a_server_url(url: str) -> None:
 def test_the_lab_url_carries_server_and_token_in_the_fragment() -> None:
     url = lab_url("http://localhost:8890", "http://127.0.0.1:8888/", "a&b=c")
     assert url == "http://localhost:8890/lab#server=http://127.0.0.1:8888/&token=a%26b%3Dc"
+
+
+def _lab_command(url: str, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyter_http_over_ws.cli", "lab", url, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
+
+
+def _read_until(process: subprocess.Popen[str], marker: str) -> str:
+    assert process.stdout is not None
+    seen = ""
+    for line in process.stdout:
+        seen += line
+        if marker in line:
+            return seen
+    raise AssertionError(f"the command ended before {marker!r}:\n{seen}")
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+def test_the_lab_command_serves_the_page_and_checks_the_server(
+    tmp_path: Path, allowed: bool
+) -> None:
+    page_port = free_port()
+    origin = f"http://localhost:{page_port}"
+    token = secrets.token_hex(8)
+    port = free_port()
+    allow = origin if allowed else "http://elsewhere.example"
+    with jupyter_server(
+        tmp_path / "jupyter", port=port, token=token, root_dir=tmp_path, allow_origin=allow
+    ):
+        env = {k: v for k, v in os.environ.items() if k != "JUPYTER_TOKEN"}
+        command = _lab_command(f"http://127.0.0.1:{port}/lab?token={token}", page_port, env)
+        try:
+            printed = _read_until(command, "Press Ctrl-C")
+            with urllib.request.urlopen(f"http://127.0.0.1:{page_port}/lab", timeout=10) as r:
+                assert page_config(r.read().decode())["baseUrl"] == origin + "/"
+        finally:
+            command.send_signal(signal.SIGINT)
+            rest, _ = command.communicate(timeout=20)
+    assert f"{origin}/lab#server=http://127.0.0.1:{port}/&token={token}" in printed
+    refused = f"--ServerApp.allow_origin='{origin}'"
+    assert (refused in printed) is not allowed, printed
+    assert "Stopping." in rest
+    assert command.returncode == 0
