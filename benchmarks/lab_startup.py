@@ -55,12 +55,11 @@ FIGURES = (
 
 
 @contextlib.contextmanager
-def fresh_server(base: Path, page_origin: str) -> Iterator[tuple[str, str]]:
-    """A Jupyter server of its own (URL, token), allowing ``page_origin``."""
+def fresh_server(base: Path, port: int, page_origin: str) -> Iterator[tuple[str, str]]:
+    """A Jupyter server of its own on ``port`` (URL, token), allowing ``page_origin``."""
     root = base / "root"
     root.mkdir(parents=True)
     token = secrets.token_hex(16)
-    port = free_port()
     env = {
         **os.environ,
         "JUPYTER_CONFIG_DIR": str(base / "config"),
@@ -162,9 +161,16 @@ def main() -> int:
             for n in range(args.rounds):
                 order = ("direct", "tunnel") if n % 2 == 0 else ("tunnel", "direct")
                 for kind in order:
-                    page = LabPageServer(frontend, "127.0.0.1", 0, origin_host="localhost")
+                    port = free_port()
+                    page = LabPageServer(
+                        frontend,
+                        "127.0.0.1",
+                        0,
+                        server_url=f"http://127.0.0.1:{port}/",
+                        origin_host="localhost",
+                    )
                     base = Path(work) / f"round{n}-{kind}"
-                    with page, fresh_server(base, page.origin) as (server, token):
+                    with page, fresh_server(base, port, page.origin) as (server, token):
                         if kind == "direct":
                             url = f"{server}lab?token={token}"
                         else:

@@ -38,6 +38,7 @@ from support.lab import (
     wait_for,
 )
 
+from jupyter_http_over_ws.demo import PageServer
 from jupyter_http_over_ws.lab.command import lab_url
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR
 
@@ -206,3 +207,23 @@ def test_rich_output_a_traceback_save_reload_and_a_terminal(context: Any, lab: L
     assert wait_for(lambda: echoed.is_file() and echoed.read_text() == "42\n")
     assert any("/proxied_ws/terminals/websocket/" in u for u in network.sockets)
     assert network.outside_the_tunnel(lab.server) == []
+
+
+def test_a_fragment_naming_another_server_cannot_run_its_code_on_the_page(
+    context: Any, lab: Lab, tmp_path: Path
+) -> None:
+    # Another server that would hand out a "client" (a link someone sent): the page is
+    # bound to its own server by its Content-Security-Policy, so the import is refused.
+    client = tmp_path / "other" / "http_over_websocket" / "static" / "index.js"
+    client.parent.mkdir(parents=True)
+    client.write_text("window.otherCodeRan = true; export function connect() {}\n")
+    with PageServer(tmp_path / "other") as other:
+        other_url = f"http://127.0.0.1:{other.port}/"
+        page, network = open_lab(context, lab_url(lab.page_origin, other_url, "t"))
+        problem = page.wait_for_selector("#hows-lab-problem", timeout=60_000)
+    assert "Cannot reach the Jupyter server" in problem.inner_text()
+    assert page.evaluate("window.otherCodeRan") is None
+    # The browser refused the import itself: nothing reached the other server.
+    asked = {u for u in network.requests if u.startswith(other_url)}
+    assert asked == {other_url + "http_over_websocket/static/index.js"}
+    assert {network.failures.get(u) for u in asked} == {"csp"}

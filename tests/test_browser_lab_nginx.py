@@ -21,6 +21,7 @@ from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.lab import TUNNEL_PATH, Lab, lab_servers, open_lab, run_first_cell
 from support.nginx import Nginx
+from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url
 
@@ -41,8 +42,9 @@ class Behind:
 @pytest.fixture(scope="module")
 def behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Behind]:
     base = tmp_path_factory.mktemp("lab-nginx")
-    with lab_servers(base) as lab:
-        proxy = Nginx(base / "nginx", lab.port, upgrades=False)
+    port = free_port()
+    proxy = Nginx(base / "nginx", port, upgrades=False)
+    with lab_servers(base, port, page_server_url=proxy.url("/")) as lab:
         proxy.start()
         try:
             yield Behind(lab, proxy)

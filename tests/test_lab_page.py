@@ -7,6 +7,8 @@ tests/test_browser_lab.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import os
 import re
@@ -26,7 +28,7 @@ from support.ports import free_port
 
 from jupyter_http_over_ws.lab.command import lab_url, split_token
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
-from jupyter_http_over_ws.lab.pageserver import LabPageServer
+from jupyter_http_over_ws.lab.pageserver import LabPageServer, content_security_policy
 
 ORIGIN = "http://localhost:8890"
 OURS = json.loads((EXTENSION_DIR / "package.json").read_text())
@@ -39,7 +41,10 @@ def frontend() -> LabFrontend:
 
 @pytest.fixture(scope="module")
 def page_server(frontend: LabFrontend) -> Iterator[LabPageServer]:
-    with LabPageServer(frontend, "127.0.0.1", 0, origin_host="localhost") as server:
+    page = LabPageServer(
+        frontend, "127.0.0.1", 0, server_url="http://127.0.0.1:8888/", origin_host="localhost"
+    )
+    with page as server:
         yield server
 
 
@@ -111,6 +116,39 @@ def test_the_page_server_answers_the_page_under_lab(page_server: LabPageServer, 
     assert page_config(body.decode())["baseUrl"] == page_server.origin + "/"
     assert headers["Cache-Control"] == "no-store"
     assert headers["Referrer-Policy"] == "no-referrer"
+    # Scripts from the page's origin, the one server it is for and the page's own inline
+    # script (by its hash), nowhere else.
+    policy = dict(p.strip().split(" ", 1) for p in headers["Content-Security-Policy"].split(";"))
+    inline = re.findall(r"<script>(.*?)</script>", body.decode(), re.S)
+    assert len(inline) == 1
+    assert policy["script-src"].split() == [
+        "'self'",
+        "'unsafe-eval'",
+        "http://127.0.0.1:8888",
+        f"'sha256-{sha256_base64(inline[0])}'",
+    ]
+    assert policy["object-src"] == policy["base-uri"] == "'none'"
+
+
+def sha256_base64(text: str) -> str:
+    return base64.b64encode(hashlib.sha256(text.encode()).digest()).decode()
+
+
+def test_the_policy_hashes_the_inline_scripts_a_browser_runs_and_only_those() -> None:
+    page = (
+        '<script id="c" type="application/json">{"a": 1}</script>'
+        '<script src="/static/lab/main.js"></script>'
+        "<script>run(1)</script>"
+        '<script type="text/javascript">run(2)</script>'
+        '<script type="module">run(3)</script>'
+    )
+    script_src = content_security_policy(page, "https://server.example:8443/base/").split(";")[0]
+    assert script_src.split()[1:] == [
+        "'self'",
+        "'unsafe-eval'",
+        "https://server.example:8443",
+        *(f"'sha256-{sha256_base64(f'run({n})')}'" for n in (1, 2, 3)),
+    ]
 
 
 def test_the_page_server_serves_jupyterlabs_files_ours_and_the_themes(

@@ -91,7 +91,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     token = token or os.environ.get("JUPYTER_TOKEN", "")
     try:
-        page = LabPageServer(frontend, "127.0.0.1", args.port, origin_host="localhost")
+        page = LabPageServer(
+            frontend, "127.0.0.1", args.port, server_url=server_url, origin_host="localhost"
+        )
     except OSError as e:
         print(f"Cannot serve on port {args.port}: {e} (choose another: --port)", file=sys.stderr)
         return 1

@@ -13,12 +13,21 @@ It answers ``GET`` and ``HEAD`` for:
 Everything else is a 404, files are read only from those directories (no ``..``, no
 symbolic link out of them), and it never talks to the Jupyter server: the page reaches
 that only through the tunnel.
+
+The page is bound to one Jupyter server: every answer carries a Content-Security-Policy
+that lets scripts come from the page's origin, that server's origin and the page's own
+inline scripts (by hash) only, so a link whose ``#fragment`` names another server cannot
+make the page run that server's code on this origin. JupyterLab compiles its settings
+schemas with ``new Function`` (ajv), hence ``'unsafe-eval'``.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import mimetypes
 import shutil
+from html.parser import HTMLParser
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -35,7 +44,7 @@ from .frontend import (
     LabFrontend,
 )
 
-__all__ = ["LabPageServer"]
+__all__ = ["LabPageServer", "content_security_policy"]
 
 _TYPES = {
     ".js": "text/javascript",
@@ -47,6 +56,53 @@ _TYPES = {
     ".woff2": "font/woff2",
     ".wasm": "application/wasm",
 }
+
+
+class _InlineScripts(HTMLParser):
+    """The text of each inline script a browser would run, in document order."""
+
+    _RUN = {"", "text/javascript", "application/javascript", "module"}
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=False)
+        self.scripts: list[str] = []
+        self._current: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag != "script":
+            return
+        found = dict(attrs)
+        runs = (found.get("type") or "").strip().lower() in self._RUN
+        self._current = [] if runs and "src" not in found else None
+
+    def handle_data(self, data: str) -> None:
+        if self._current is not None:
+            self._current.append(data)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "script" and self._current is not None:
+            self.scripts.append("".join(self._current))
+            self._current = None
+
+
+def content_security_policy(page: str, server_url: str) -> str:
+    """The lab page's Content-Security-Policy (the module's docstring says what it allows).
+
+    ``page`` is the rendered page, whose inline scripts are allowed by their hashes;
+    ``server_url`` is the Jupyter server the page is for.
+    """
+    parser = _InlineScripts()
+    parser.feed(page)
+    parser.close()
+    hashes = [
+        "'sha256-{}'".format(
+            base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii")
+        )
+        for text in parser.scripts
+    ]
+    parts = urlsplit(server_url)
+    sources = ["'self'", "'unsafe-eval'", f"{parts.scheme}://{parts.netloc}", *hashes]
+    return f"script-src {' '.join(sources)}; object-src 'none'; base-uri 'none'"
 
 
 def _favicons_dir() -> Path:
@@ -75,6 +131,7 @@ class _LabPageHandler(BaseHTTPRequestHandler):
     page: bytes = b""
     extensions: dict[str, Path] = {}
     favicons: Path = Path()
+    policy: str = ""
 
     server_version = "jupyter-http-over-ws-lab"
 
@@ -137,6 +194,7 @@ class _LabPageHandler(BaseHTTPRequestHandler):
 
     def end_headers(self) -> None:
         self.send_header("Cache-Control", "no-store")
+        self.send_header("Content-Security-Policy", self.policy)
         self.send_header("Referrer-Policy", "no-referrer")
         self.send_header("X-Content-Type-Options", "nosniff")
         super().end_headers()
@@ -164,22 +222,25 @@ class LabPageServer(BackgroundHTTPServer):
         host: str = "localhost",
         port: int = 0,
         *,
+        server_url: str,
         origin_host: str = "",
     ) -> None:
-        """Serve ``frontend`` on ``host:port``; the page's origin names ``origin_host``.
+        """Serve ``frontend`` on ``host:port`` for the Jupyter server at ``server_url``.
 
         ``origin_host`` (default: ``host``) is the host name the browser will use: the
         page config's URLs are on that origin.
         """
         super().__init__(host, port, _LabPageHandler, "lab-page-server")
         self.origin = f"http://{origin_host or host}:{self.port}"
+        page = frontend.render(self.origin)
         self.httpd.RequestHandlerClass = type(
             "LabPageHandler",
             (_LabPageHandler,),
             {
                 "frontend": frontend,
-                "page": frontend.render(self.origin).encode("utf-8"),
+                "page": page.encode("utf-8"),
                 "extensions": frontend.extension_dirs(),
                 "favicons": _favicons_dir(),
+                "policy": content_security_policy(page, server_url),
             },
         )

@@ -43,17 +43,28 @@ class Lab:
 
 
 @contextlib.contextmanager
-def lab_servers(base: Path) -> Iterator[Lab]:
-    """The installed JupyterLab's page server on localhost, and a Jupyter server allowing it."""
+def lab_servers(base: Path, port: int = 0, page_server_url: str = "") -> Iterator[Lab]:
+    """The installed JupyterLab's page server on localhost, and a Jupyter server allowing it.
+
+    The Jupyter server listens on ``port`` (default: a free one); the page is bound to
+    ``page_server_url`` (default: that server's URL; a proxy's in front of it).
+    """
     root = base / "root"
     root.mkdir()
     token = secrets.token_hex(16)
-    port = free_port()
-    page = LabPageServer(LabFrontend.find(), "127.0.0.1", 0, origin_host="localhost")
+    port = port or free_port()
+    server = f"http://127.0.0.1:{port}/"
+    page = LabPageServer(
+        LabFrontend.find(),
+        "127.0.0.1",
+        0,
+        server_url=page_server_url or server,
+        origin_host="localhost",
+    )
     home = base / "jupyter"
     origin = page.origin
     with page, jupyter_server(home, port=port, token=token, root_dir=root, allow_origin=origin):
-        yield Lab(f"http://127.0.0.1:{port}/", port, token, origin, root)
+        yield Lab(server, port, token, origin, root)
 
 
 @dataclass
@@ -64,9 +75,12 @@ class Network:
     sockets: list[str] = field(default_factory=list)
     #: Frames each socket received, by URL.
     frames: Counter[str] = field(default_factory=Counter)
+    #: Why each request that failed failed, by URL (as Playwright words it: "csp", "net::...").
+    failures: dict[str, str] = field(default_factory=dict)
 
     def watch(self, page: Any) -> None:
         page.on("request", lambda r: self.requests.append(r.url))
+        page.on("requestfailed", lambda r: self.failures.setdefault(r.url, r.failure or ""))
         page.on("websocket", self._socket)
         page.on("console", lambda m: print(f"[console.{m.type}] {m.text}"))
         page.on("pageerror", lambda e: print(f"[pageerror] {e}"))
