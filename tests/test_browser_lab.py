@@ -227,3 +227,54 @@ def test_a_fragment_naming_another_server_cannot_run_its_code_on_the_page(
     asked = {u for u in network.requests if u.startswith(other_url)}
     assert asked == {other_url + "http_over_websocket/static/index.js"}
     assert {network.failures.get(u) for u in asked} == {"csp"}
+
+
+def test_interrupt_restart_rename_and_delete(context: Any, lab: Lab) -> None:
+    url = lab_url(lab.page_origin, lab.server, lab.token)
+    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
+    first_pid = run_first_cell(page, "import os; print(os.getpid())")
+
+    # Interrupt: a cell that would sleep for ten minutes ends in KeyboardInterrupt.
+    page.keyboard.type("import time; time.sleep(600)")
+    page.keyboard.press("Shift+Enter")
+    page.get_by_text(re.compile(r"\| Busy$")).wait_for(timeout=60_000)
+    page.click('.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]')
+    page.wait_for_selector(".jp-OutputArea-output:has-text('KeyboardInterrupt')", timeout=60_000)
+
+    # Restart: the same cell afterwards runs in a new kernel process.
+    page.click('.jp-NotebookPanel-toolbar [data-command="notebook:restart-kernel"]')
+    page.click(".jp-Dialog .jp-mod-accept")
+    page.wait_for_selector(".jp-Dialog", state="detached")
+    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
+    page.click(".jp-NotebookPanel .jp-Cell:last-child .cm-content")
+    second_pid = run_next_cell(page, "import os; print(os.getpid())", 3)
+    assert second_pid.isdigit()
+    assert first_pid.isdigit()
+    assert second_pid != first_pid
+
+    page.click('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]')
+    page.fill(".jp-Dialog input", "to-rename.ipynb")
+    page.click(".jp-Dialog .jp-mod-accept")
+    saved = lab.root / "to-rename.ipynb"
+    wait_for(lambda: saved.is_file() and "KeyboardInterrupt" in saved.read_text())
+    page.click(".lm-DockPanel-tabBar .lm-mod-current .lm-TabBar-tabCloseIcon")
+    page.wait_for_selector(".jp-NotebookPanel", state="detached")
+
+    # Rename, then delete, in the file browser: both reach the server's disk.
+    def item(name: str) -> Any:
+        text = page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
+        return page.locator(".jp-DirListing-item", has=text)
+
+    item("to-rename.ipynb").click(button="right")
+    page.click('.lm-Menu-item[data-command="filebrowser:rename"]')
+    editor = page.wait_for_selector(".jp-DirListing-editor")
+    editor.fill("renamed.ipynb")
+    editor.press("Enter")
+    renamed = lab.root / "renamed.ipynb"
+    wait_for(lambda: renamed.is_file() and not saved.exists())
+    item("renamed.ipynb").click(button="right")
+    page.click('.lm-Menu-item[data-command="filebrowser:delete"]')
+    page.click(".jp-Dialog .jp-mod-accept")
+    wait_for(lambda: not renamed.exists())
+    item("renamed.ipynb").wait_for(state="detached")
+    assert network.outside_the_tunnel(lab.server) == []

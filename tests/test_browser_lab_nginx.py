@@ -19,7 +19,7 @@ from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
-from support.lab import TUNNEL_PATH, Lab, lab_servers, open_lab, run_first_cell
+from support.lab import TUNNEL_PATH, Lab, lab_servers, open_lab, run_first_cell, run_next_cell
 from support.nginx import Nginx
 from support.ports import free_port
 
@@ -69,3 +69,24 @@ def test_jupyterlab_runs_a_cell_over_polling_when_the_proxy_drops_upgrades(
     assert all(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
     assert " 101 " not in behind.proxy.access_log()
     assert list(behind.lab.root.glob("*.ipynb"))
+
+
+def test_jupyterlab_goes_on_after_the_proxy_restarts_in_the_middle_of_a_session(
+    context: Any, behind: Behind
+) -> None:
+    # The polling transport's cut: every request fails while nginx is down.
+    url = lab_url(behind.lab.page_origin, behind.server, behind.lab.token)
+    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
+    assert run_first_cell(page, "x = 6*7; print(x)") == "42"
+    behind.proxy.stop()
+    try:
+        page.wait_for_timeout(3_000)
+    finally:
+        behind.proxy.start()
+    # The client polls again once the proxy is back; the kernel and its state are the same.
+    assert run_next_cell(page, "print(x + 1)", 2) == "43"
+    # The outage was seen: polling requests failed while nginx was down.
+    failed = [u for u in network.failures if urlsplit(u).path.startswith(TUNNEL_PATH + "/polling")]
+    assert failed, network.failures
+    assert network.outside_the_tunnel(behind.server) == []
+    assert " 101 " not in behind.proxy.access_log()
