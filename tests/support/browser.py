@@ -13,7 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -206,14 +206,17 @@ def services_bundle() -> Path:
 
 
 @contextlib.contextmanager
-def launch_browser() -> Iterator[Any]:
-    """A Playwright Chromium browser (Playwright gives it a fresh temporary profile)."""
+def launch_browser(extra_args: Sequence[str] = ()) -> Iterator[Any]:
+    """A Playwright Chromium browser (Playwright gives it a fresh temporary profile).
+
+    ``extra_args`` are added to :data:`CHROMIUM_ARGS`.
+    """
     from playwright.sync_api import sync_playwright
 
     playwright = sync_playwright().start()
     try:
         browser = playwright.chromium.launch(
-            executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
+            executable_path=chromium_path(), args=[*CHROMIUM_ARGS, *extra_args], headless=True
         )
         try:
             yield browser

@@ -10,6 +10,12 @@
 // which the browser never sends anywhere; without one, the page asks for them. The browser client is imported from the
 // server itself, so it always matches the server's extension.
 //
+// Before anything else it makes one plain request to the server: where the browser gates
+// a public page's requests to this machine or a private network (Chrome's Local Network
+// Access), that request is what asks the user, and when it fails the permission's state
+// tells "permission denied" from "server down" (the tunnel's own explanation covers the
+// rest: origin not allowed, wrong token, a proxy dropping upgrades).
+//
 // JupyterLab awaits a plugin's asynchronous `activate`, and builds its ServiceManager
 // from these settings before the application exists. A provider that failed would be
 // replaced, silently, by the default settings (requests straight to the server): so this
@@ -165,11 +171,99 @@ function withKernelspecLogos(tunnel) {
   };
 }
 
+/**
+ * Where `hostname` is for the browser's Local Network Access, by its name alone:
+ * "loopback" (this machine), "local" (a private network) or null (public, or a name that
+ * only DNS can place).
+ */
+function addressSpace(hostname) {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  if (host === "localhost" || host.endsWith(".localhost") || host === "::1" || /^127\./.test(host)) {
+    return "loopback";
+  }
+  if (
+    /^(10\.|192\.168\.|169\.254\.|172\.(1[6-9]|2\d|3[01])\.)/.test(host) ||
+    /^f[cd][0-9a-f]{2}:|^fe[89ab][0-9a-f]:/.test(host) ||
+    host.endsWith(".local")
+  ) {
+    return "local";
+  }
+  return null;
+}
+
+/**
+ * The state ("granted", "prompt", "denied") of the Local Network Access permission this
+ * page needs to reach `server`, or null where the browser has none (or cannot say).
+ * Chrome names it loopback-network / local-network (local-network-access before 145).
+ */
+async function localNetworkPermission(server) {
+  if (!navigator.permissions) return null;
+  const space = addressSpace(new URL(server).hostname);
+  const names =
+    space === "loopback"
+      ? ["loopback-network", "local-network-access"]
+      : space === "local"
+        ? ["local-network", "local-network-access"]
+        : ["loopback-network", "local-network", "local-network-access"];
+  let found = null;
+  for (const name of names) {
+    try {
+      const { state } = await navigator.permissions.query({ name });
+      if (state === "denied") return state;
+      found = found || state;
+    } catch {
+      // Not a permission this browser knows.
+    }
+  }
+  return found;
+}
+
+/**
+ * Reach `server` once before anything else, as the browsers document: where they gate a
+ * public page's requests to this machine or a private network (Chrome's Local Network
+ * Access), this plain request is the one that asks the user, and its failure tells a
+ * refused permission from a server that does not answer. Null when it answered, else
+ * the problem to show ([title, message]).
+ */
+async function firstReach(server) {
+  try {
+    // no-cors: any answer will do (the client module is public to every origin anyway).
+    await fetch(URLExt.join(server, "http_over_websocket/static/index.js"), {
+      method: "HEAD",
+      mode: "no-cors",
+      credentials: "omit",
+      cache: "no-store",
+    });
+    return null;
+  } catch (error) {
+    const doctor = `jupyter http-over-ws doctor ${server} --origin ${window.location.origin}`;
+    if ((await localNetworkPermission(server)) === "denied") {
+      const which = addressSpace(new URL(server).hostname) === "local" ? "local network" : "this device";
+      return [
+        `This browser does not let this page reach ${server}`,
+        `The Local Network Access permission (to reach apps and services on ${which}) is ` +
+          `denied for ${window.location.origin}. Allow it in the site's settings (the icon ` +
+          "left of the address), then reload the page.",
+      ];
+    }
+    return [
+      `Cannot reach the Jupyter server at ${server}`,
+      `Nothing answered at ${server} (${error.message}): the server is not running, or the ` +
+        `address is wrong (\`jupyter server list\` shows the running servers' URLs). Run: ${doctor}`,
+    ];
+  }
+}
+
 async function activate() {
   const target = fromFragment();
   if (target === null) {
     askForServer();
     return refusingSettings(new Error("This page does not name a Jupyter server yet."));
+  }
+  const unreachable = await firstReach(target.server);
+  if (unreachable !== null) {
+    showProblem(...unreachable);
+    return refusingSettings(new Error(unreachable.join(": ")));
   }
   let tunnel;
   try {
