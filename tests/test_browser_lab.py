@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from support.browser import REPO
+from support.browser import REPO, jupyter_server
 from support.browser import browser as browser
 from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
@@ -37,10 +38,12 @@ from support.lab import (
     run_next_cell,
     wait_for,
 )
+from support.ports import free_port
 
 from jupyter_http_over_ws.demo import PageServer
 from jupyter_http_over_ws.lab.command import lab_url
-from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR
+from jupyter_http_over_ws.lab.export import export
+from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
 
 pytestmark = pytest.mark.slow
 
@@ -278,3 +281,38 @@ def test_interrupt_restart_rename_and_delete(context: Any, lab: Lab) -> None:
     wait_for(lambda: not renamed.exists())
     item("renamed.ipynb").wait_for(state="detached")
     assert network.outside_the_tunnel(lab.server) == []
+
+
+def test_the_exported_page_on_a_plain_static_server_runs_a_cell(
+    context: Any, tmp_path: Path
+) -> None:
+    # Any static host: here Python's own file server (no header of ours, no fallback).
+    port = free_port()
+    origin = f"http://localhost:{port}"
+    server_port = free_port()
+    server = f"http://127.0.0.1:{server_port}/"
+    site = tmp_path / "site"
+    export(LabFrontend.find(), site, origin=origin, server_url=server)
+    token = secrets.token_hex(16)
+    root = tmp_path / "root"
+    root.mkdir()
+    with (
+        PageServer(site, "127.0.0.1", port),
+        jupyter_server(
+            tmp_path / "jupyter", port=server_port, token=token, root_dir=root, allow_origin=origin
+        ),
+    ):
+        url = lab_url(origin, server, token).replace("/lab#", "/lab/#")
+        page, network = open_lab(context, url)
+        assert run_first_cell(page, "print(6*7)") == "42"
+        # The policy in the page's <meta> binds it to its server: code from elsewhere
+        # is refused by the browser.
+        elsewhere = f"http://127.0.0.1:{free_port()}/index.js"
+        page.evaluate("url => import(url).catch(() => null)", elsewhere)
+        assert network.failures.get(elsewhere) == "csp"
+    assert network.outside_the_tunnel(server) == []
+    assert any(urlsplit(u).path == TUNNEL_PATH for u in network.sockets)
+    # Over the network, the page spoke to its static host and, through the tunnel, the server.
+    sent = [u for u in network.requests if u.startswith("http") and u != elsewhere]
+    hosts = {urlsplit(u).netloc for u in sent}
+    assert hosts == {f"localhost:{port}", urlsplit(server).netloc}

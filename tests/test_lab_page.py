@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import json
 import os
 import re
@@ -26,7 +27,9 @@ import pytest
 from support.browser import jupyter_server
 from support.ports import free_port
 
+from jupyter_http_over_ws import cli
 from jupyter_http_over_ws.lab.command import lab_url, split_token
+from jupyter_http_over_ws.lab.export import ExportError, export
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
 from jupyter_http_over_ws.lab.pageserver import LabPageServer, content_security_policy
 
@@ -270,3 +273,69 @@ def test_the_lab_command_serves_the_page_and_checks_the_server(
     assert (refused in printed) is not allowed, printed
     assert "Stopping." in rest
     assert command.returncode == 0
+
+
+def test_the_export_is_the_page_and_its_files_for_a_static_host(
+    frontend: LabFrontend, tmp_path: Path
+) -> None:
+    site = tmp_path / "site"
+    index = export(
+        frontend, site, origin="https://app.example.org/", server_url="http://127.0.0.1:8888/"
+    )
+    assert index == site / "lab" / "index.html"
+    page = index.read_text()
+    assert page_config(page)["baseUrl"] == "https://app.example.org/"
+    assert page_config(page)["fullStaticUrl"] == "https://app.example.org/static/lab"
+    # The policy, as a <meta> before the first script; the same page answers missing paths.
+    meta = re.search(r'<meta http-equiv="Content-Security-Policy" content="([^"]*)">', page)
+    assert meta is not None
+    assert meta.start() < page.index("<script")
+    assert html.unescape(meta.group(1)) == content_security_policy(
+        page[: meta.start()] + page[meta.end() :], "http://127.0.0.1:8888/"
+    )
+    assert "'sha256-" in html.unescape(meta.group(1))
+    assert (site / "404.html").read_text() == page
+    # Every file the page server would answer is there, at its URL's path; not the template.
+    for prefix, source in frontend.asset_dirs().items():
+        copied = site.joinpath(*prefix.strip("/").split("/"))
+        expected = {p.relative_to(source) for p in source.rglob("*") if p.is_file()}
+        if prefix == "/static/lab":
+            expected.remove(Path("index.html"))
+        assert {p.relative_to(copied) for p in copied.rglob("*") if p.is_file()} == expected
+    assert not (site / "static" / "lab" / "index.html").exists()
+    ours = site / "lab" / "extensions" / OURS["name"] / OURS["jupyterlab"]["_build"]["load"]
+    assert ours.is_file()
+
+
+def test_the_export_overwrites_nothing_and_wants_an_origin(
+    frontend: LabFrontend, tmp_path: Path
+) -> None:
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ExportError, match="not an empty directory"):
+        export(frontend, tmp_path, origin="https://a.example", server_url="http://b.example/")
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+    for origin in ("app.example.org", "ftp://a.example", "https://a.example/sub/"):
+        with pytest.raises(ExportError):
+            export(frontend, tmp_path / "new", origin=origin, server_url="http://b.example/")
+    assert not (tmp_path / "new").exists()
+
+
+def test_the_lab_command_exports_and_prints_the_url_to_open(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    port = free_port()  # nothing listens there: the command warns, and still exports
+    server = f"http://127.0.0.1:{port}/"
+    site = tmp_path / "site"
+    argv = ["lab", f"{server}lab?token=s3cret", "--export", str(site)]
+    assert cli.main([*argv, "--origin", "https://app.example.org"]) == 0
+    out = capsys.readouterr().out
+    assert f"https://app.example.org/lab/#server={server}&token=s3cret" in out
+    assert f"Cannot reach {server}" in out
+    assert not [p for p in site.rglob("*") if p.is_file() and b"s3cret" in p.read_bytes()]
+    # Without --origin there is nothing to render the page for.
+    assert cli.main([*argv[:-1], str(tmp_path / "other")]) == 1
+    assert "--export needs --origin" in capsys.readouterr().err
+    assert not (tmp_path / "other").exists()
+    # A public page on plain http cannot reach this machine: the command says so.
+    assert cli.main([*argv[:-1], str(tmp_path / "plain"), "--origin", "http://a.example"]) == 0
+    assert "serve it over https://" in capsys.readouterr().out

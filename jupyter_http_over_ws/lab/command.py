@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import webbrowser
+from pathlib import Path
 from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
@@ -77,6 +78,35 @@ def _check_server(server_url: str, origin: str) -> str | None:
     return None
 
 
+def run_export(args: argparse.Namespace, server_url: str, token: str) -> int:
+    """Write the page's files for a static host (``--export DIR --origin ORIGIN``)."""
+    from .export import ExportError, export, page_origin
+
+    if not args.origin:
+        print("--export needs --origin: where the files will be served from", file=sys.stderr)
+        return 1
+    try:
+        origin = page_origin(args.origin)
+        index = export(LabFrontend.find(), Path(args.export), origin=origin, server_url=server_url)
+    except (ExportError, LabNotFoundError, OSError) as e:
+        print(e, file=sys.stderr)
+        return 1
+    print(f"Wrote the page ({index}) and its files, for {origin} and the server at {server_url}.")
+    print(f"Serve {args.export} at {origin}/ on any static host, then open")
+    print(f"    {lab_url(origin, server_url, token).replace(APP_URL + '#', APP_URL + '/#')}")
+    print("(the token is in the #fragment; the files hold none).")
+    problem = _check_server(server_url, origin)
+    if problem:
+        print(f"Warning: {problem}")
+    host = urlsplit(origin).hostname or ""
+    if origin.startswith("http://") and host not in ("localhost", "127.0.0.1", "::1"):
+        print(
+            "Warning: browsers refuse a page on plain http:// (not localhost) the permission "
+            "to reach a server on this machine or a private network: serve it over https://."
+        )
+    return 0
+
+
 class _StopError(Exception):
     """Raised by the SIGTERM handler to leave the wait like Ctrl-C does."""
 
@@ -90,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
         print(e, file=sys.stderr)
         return 1
     token = token or os.environ.get("JUPYTER_TOKEN", "")
+    if args.export:
+        return run_export(args, server_url, token)
     try:
         page = LabPageServer(
             frontend, "127.0.0.1", args.port, server_url=server_url, origin_host="localhost"
@@ -150,5 +182,17 @@ def add_parser(commands: Any) -> None:
         "--open-browser",
         action="store_true",
         help="also open the page in a browser (default: only print its URL)",
+    )
+    lab.add_argument(
+        "--export",
+        metavar="DIR",
+        help=(
+            "write the page's files to DIR (new or empty) for any static host, instead of "
+            "serving them; needs --origin"
+        ),
+    )
+    lab.add_argument(
+        "--origin",
+        help="with --export: the origin the files will be served from (https://host[:port])",
     )
     lab.set_defaults(run=run)

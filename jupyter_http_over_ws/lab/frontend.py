@@ -119,6 +119,22 @@ class LabFrontend:
         dirs[_our_extension()["name"]] = EXTENSION_DIR
         return dirs
 
+    def asset_dirs(self) -> dict[str, Path]:
+        """Every directory the page's files come from, by the URL path it is served under.
+
+        JupyterLab's bundles, the themes, jupyter_server's favicons and each federated
+        extension (ours, and the installed ones): the page server serves them there, and
+        an export copies them there.
+        """
+        dirs = {
+            STATIC_URL: self.static_dir,
+            THEMES_URL: self.themes_dir,
+            FAVICONS_URL: _favicons_dir(),
+        }
+        for name, directory in self.extension_dirs().items():
+            dirs[f"{LABEXTENSIONS_URL}/{name}"] = directory
+        return dirs
+
     def page_config(self, origin: str) -> dict[str, Any]:
         """The page config for a page on ``origin`` (``scheme://host:port``)."""
         installed = self._installed_page_config()
@@ -178,6 +194,12 @@ class LabFrontend:
             ws_url="",
             custom_css=False,
         )
+
+
+def _favicons_dir() -> Path:
+    import jupyter_server
+
+    return Path(jupyter_server.__file__).resolve().parent / "static" / "favicons"
 
 
 def _our_extension() -> dict[str, Any]:

@@ -37,9 +37,7 @@ from urllib.parse import unquote, urlsplit
 from ..background_http import BackgroundHTTPServer
 from .frontend import (
     APP_URL,
-    FAVICONS_URL,
     LABEXTENSIONS_URL,
-    STATIC_URL,
     THEMES_URL,
     LabFrontend,
 )
@@ -105,12 +103,6 @@ def content_security_policy(page: str, server_url: str) -> str:
     return f"script-src {' '.join(sources)}; object-src 'none'; base-uri 'none'"
 
 
-def _favicons_dir() -> Path:
-    import jupyter_server
-
-    return Path(jupyter_server.__file__).resolve().parent / "static" / "favicons"
-
-
 def _inside(root: Path, relative: str) -> Path | None:
     """``root / relative`` if it is a file under ``root``, else None."""
     parts = [p for p in relative.split("/") if p]
@@ -127,10 +119,9 @@ class _LabPageHandler(BaseHTTPRequestHandler):
     """One request to the page server (see the module's docstring)."""
 
     #: Set per server by :class:`LabPageServer` (a subclass per instance).
-    frontend: LabFrontend
     page: bytes = b""
-    extensions: dict[str, Path] = {}
-    favicons: Path = Path()
+    #: :meth:`LabFrontend.asset_dirs`, longest prefix first.
+    assets: dict[str, Path] = {}
     policy: str = ""
 
     server_version = "jupyter-http-over-ws-lab"
@@ -162,18 +153,9 @@ class _LabPageHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND)
 
     def _file(self, path: str) -> Path | None:
-        for prefix, root in (
-            (STATIC_URL, self.frontend.static_dir),
-            (THEMES_URL, self.frontend.themes_dir),
-            (FAVICONS_URL, self.favicons),
-        ):
+        for prefix, root in self.assets.items():
             if path.startswith(prefix + "/"):
                 return _inside(root, path[len(prefix) + 1 :])
-        if path.startswith(LABEXTENSIONS_URL + "/"):
-            rest = path[len(LABEXTENSIONS_URL) + 1 :]
-            for name, root in self.extensions.items():
-                if rest.startswith(name + "/"):
-                    return _inside(root, rest[len(name) + 1 :])
         return None
 
     def _send(self, body: Any, length: int, content_type: str, *, send_body: bool) -> None:
@@ -237,10 +219,10 @@ class LabPageServer(BackgroundHTTPServer):
             "LabPageHandler",
             (_LabPageHandler,),
             {
-                "frontend": frontend,
                 "page": page.encode("utf-8"),
-                "extensions": frontend.extension_dirs(),
-                "favicons": _favicons_dir(),
+                "assets": dict(
+                    sorted(frontend.asset_dirs().items(), key=lambda item: -len(item[0]))
+                ),
                 "policy": content_security_policy(page, server_url),
             },
         )
