@@ -316,3 +316,65 @@ def test_the_exported_page_on_a_plain_static_server_runs_a_cell(
     sent = [u for u in network.requests if u.startswith("http") and u != elsewhere]
     hosts = {urlsplit(u).netloc for u in sent}
     assert hosts == {f"localhost:{port}", urlsplit(server).netloc}
+
+
+def test_what_jupyterlab_loads_by_url_comes_through_the_service_worker(
+    context: Any, lab: Lab
+) -> None:
+    (lab.root / "data.txt").write_text("hello data\n")
+    (lab.root / "pic.svg").write_text(
+        '<svg xmlns="http://www.w3.org/2000/svg" width="12" height="10"><rect width="12" '
+        'height="10"/></svg>'
+    )
+    url = lab_url(lab.page_origin, lab.server, lab.token)
+    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
+    served: list[str] = []
+    context.on("response", lambda r: served.append(r.url) if r.from_service_worker else None)
+    files = f"{lab.page_origin}/hows-files/"
+
+    # A Markdown image of a file: a URL on the page's origin, answered by the worker.
+    assert run_first_cell(page, "print(6*7)") == "42"
+    page.keyboard.press("Escape")
+    page.keyboard.press("m")
+    page.keyboard.press("Enter")
+    page.keyboard.type("![a picture](pic.svg)")
+    page.keyboard.press("Shift+Enter")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-RenderedMarkdown img')]"
+        ".some(i => i.complete && i.naturalWidth === 12)",
+        timeout=60_000,
+    )
+    assert page.evaluate("navigator.serviceWorker.controller !== null")
+    assert any(u.startswith(files + "pic.svg") for u in served), served
+
+    def item(name: str) -> Any:
+        text = page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
+        return page.locator(".jp-DirListing-item", has=text)
+
+    # "Download": the file, under its own name.
+    item("data.txt").click(button="right")
+    with page.expect_download() as download:
+        page.click('.lm-Menu-item[data-command="filebrowser:download"]')
+    assert download.value.suggested_filename == "data.txt"
+    assert Path(download.value.path()).read_text() == "hello data\n"
+
+    # "Open in New Browser Tab": a tab on the page's origin, which a reload shows again.
+    item("data.txt").click(button="right")
+    with context.expect_page() as opened:
+        page.click('.lm-Menu-item[data-command="filebrowser:open-browser-tab"]')
+    tab = opened.value
+    tab.wait_for_selector("text=hello data")
+    assert tab.url == files + "data.txt"
+    tab.reload()
+    tab.wait_for_selector("text=hello data")
+    assert network.outside_the_tunnel(lab.server) == []
+    # Files under the server's root only: a dot segment, even encoded, is refused.
+    outside = tab.goto(files + "%2e%2e%2fapi%2fstatus")
+    assert outside is not None
+    assert outside.status == 400
+    assert "Only files under the Jupyter server's root" in tab.content()
+
+    # With no JupyterLab page left open, nothing can reach the server: the worker says so.
+    page.close()
+    tab.reload()
+    tab.wait_for_selector("text=No JupyterLab page of this site is open")

@@ -30,7 +30,7 @@ from support.ports import free_port
 from jupyter_http_over_ws import cli
 from jupyter_http_over_ws.lab.command import lab_url, split_token
 from jupyter_http_over_ws.lab.export import ExportError, export
-from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, LabFrontend
+from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, SERVICE_WORKER, LabFrontend
 from jupyter_http_over_ws.lab.pageserver import LabPageServer, content_security_policy
 
 ORIGIN = "http://localhost:8890"
@@ -130,7 +130,9 @@ def test_the_page_server_answers_the_page_under_lab(page_server: LabPageServer, 
         "http://127.0.0.1:8888",
         f"'sha256-{sha256_base64(inline[0])}'",
     ]
-    assert policy["object-src"] == policy["base-uri"] == "'none'"
+    assert policy["object-src"] == "'none'"
+    # No base-uri: JupyterLab's HTML viewer resolves a file's relative links with <base>.
+    assert "base-uri" not in policy
 
 
 def sha256_base64(text: str) -> str:
@@ -169,6 +171,11 @@ def test_the_page_server_serves_jupyterlabs_files_ours_and_the_themes(
     assert (status, headers["Content-Type"]) == (200, "text/css")
     status, headers, body = get(page_server, f"/static/lab/{main.name}", method="HEAD")
     assert (status, body, headers["Content-Length"]) == (200, b"", str(main.stat().st_size))
+    # The Service Worker, at the root (its scope is the whole origin); its files are its own.
+    status, headers, body = get(page_server, "/hows-sw.js")
+    assert (status, headers["Content-Type"]) == (200, "text/javascript")
+    assert body == SERVICE_WORKER.read_bytes()
+    assert get(page_server, "/hows-files/data.txt")[0] == 404
 
 
 def test_the_root_redirects_to_the_page(page_server: LabPageServer) -> None:
@@ -303,6 +310,7 @@ def test_the_export_is_the_page_and_its_files_for_a_static_host(
             expected.remove(Path("index.html"))
         assert {p.relative_to(copied) for p in copied.rglob("*") if p.is_file()} == expected
     assert not (site / "static" / "lab" / "index.html").exists()
+    assert (site / "hows-sw.js").read_bytes() == SERVICE_WORKER.read_bytes()
     ours = site / "lab" / "extensions" / OURS["name"] / OURS["jupyterlab"]["_build"]["load"]
     assert ours.is_file()
 

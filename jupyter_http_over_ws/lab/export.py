@@ -11,7 +11,8 @@ What the page server answers, written to a directory laid out as the page's URLs
   (``/lab/tree/...``) load the page on reload;
 - ``static/lab/``, ``lab/api/themes/``, ``lab/extensions/<name>/``, ``static/favicons/``:
   JupyterLab's bundles (without its page template), the themes, the federated extensions
-  and the favicons, from this installation.
+  and the favicons, from this installation;
+- ``hows-sw.js``: the page's Service Worker (files JupyterLab loads by URL).
 
 No server address beyond the policy's origin and no token is written: the page still
 takes both from its ``#fragment``.
@@ -26,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .frontend import STATIC_URL, LabFrontend
+from .frontend import SERVICE_WORKER, SERVICE_WORKER_URL, STATIC_URL, LabFrontend
 from .pageserver import content_security_policy
 
 __all__ = ["ExportError", "export", "page_origin"]
@@ -86,6 +87,7 @@ def export(frontend: LabFrontend, directory: Path, *, origin: str, server_url: s
         # JupyterLab's page template is a Jinja file, not a page anyone should load.
         ignore = _leaving_out(template) if prefix == STATIC_URL else None
         shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
+    shutil.copyfile(SERVICE_WORKER, directory / SERVICE_WORKER_URL.lstrip("/"))
     index = directory / "lab" / "index.html"
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_text(page, encoding="utf-8")

@@ -27,7 +27,10 @@ from packaging.version import Version
 __all__ = [
     "DISABLED_PLUGINS",
     "EXTENSION_DIR",
+    "FILES_URL",
     "MIN_JUPYTERLAB",
+    "SERVICE_WORKER",
+    "SERVICE_WORKER_URL",
     "LabFrontend",
     "LabNotFoundError",
 ]
@@ -51,6 +54,13 @@ THEMES_URL = "/lab/api/themes"
 LABEXTENSIONS_URL = "/lab/extensions"
 STATIC_URL = "/static/lab"
 FAVICONS_URL = "/static/favicons"
+#: The page's Service Worker (``serviceworker/hows-sw.js``), at the root of the page's
+#: origin so that its scope holds every page there.
+SERVICE_WORKER_URL = "/hows-sw.js"
+SERVICE_WORKER = Path(__file__).resolve().parent / "serviceworker" / "hows-sw.js"
+#: What JupyterLab loads by URL from the server's ``files/``, on the page's origin: the
+#: Service Worker answers it through an open page's tunnel.
+FILES_URL = "/hows-files"
 
 
 class LabNotFoundError(RuntimeError):

@@ -8,6 +8,8 @@ It answers ``GET`` and ``HEAD`` for:
 - ``/lab/extensions/<name>/...``: the federated extensions (ours, and the installed ones);
 - ``/lab/api/themes/...``: the themes;
 - ``/static/favicons/...``: jupyter_server's favicons;
+- ``/hows-sw.js``: the page's Service Worker (``/hows-files/...`` is its to answer; the
+  page server has nothing there);
 - ``/``: a redirect to ``/lab`` (the browser keeps the ``#fragment``).
 
 Everything else is a 404, files are read only from those directories (no ``..``, no
@@ -38,6 +40,8 @@ from ..background_http import BackgroundHTTPServer
 from .frontend import (
     APP_URL,
     LABEXTENSIONS_URL,
+    SERVICE_WORKER,
+    SERVICE_WORKER_URL,
     THEMES_URL,
     LabFrontend,
 )
@@ -100,7 +104,7 @@ def content_security_policy(page: str, server_url: str) -> str:
     ]
     parts = urlsplit(server_url)
     sources = ["'self'", "'unsafe-eval'", f"{parts.scheme}://{parts.netloc}", *hashes]
-    return f"script-src {' '.join(sources)}; object-src 'none'; base-uri 'none'"
+    return f"script-src {' '.join(sources)}; object-src 'none'"
 
 
 def _inside(root: Path, relative: str) -> Path | None:
@@ -153,6 +157,8 @@ class _LabPageHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND)
 
     def _file(self, path: str) -> Path | None:
+        if path == SERVICE_WORKER_URL:
+            return SERVICE_WORKER
         for prefix, root in self.assets.items():
             if path.startswith(prefix + "/"):
                 return _inside(root, path[len(prefix) + 1 :])
