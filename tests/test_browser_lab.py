@@ -63,6 +63,8 @@ def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
     # The kernel spec's logo, fetched through the tunnel (a blob: URL), not by URL.
     logo = page.wait_for_selector('.jp-LauncherCard[data-category="Notebook"] img', timeout=90_000)
     assert logo.get_attribute("src").startswith("blob:")
+    # The token left the address bar (and this history entry) once it was read.
+    assert urlsplit(page.url).fragment == ""
     assert run_first_cell(page, "print(6*7)") == "42"
     # The README's picture: HOWS_UPDATE_SCREENSHOT=1 writes docs/users/jupyterlab.png.
     update = os.environ.get("HOWS_UPDATE_SCREENSHOT") == "1"
@@ -116,6 +118,29 @@ def test_a_page_without_a_server_asks_for_one_and_sends_nothing_before(
     assert page.query_selector("#hows-lab-login") is None
     assert network.outside_the_tunnel(lab.server) == []
     assert any(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
+    # Nothing remembered: a reload asks again.
+    assert page.evaluate("sessionStorage.length") == 0
+    page.reload()
+    page.wait_for_selector("#hows-lab-login", timeout=60_000)
+
+
+def test_the_login_form_remembers_in_this_tab_only_when_asked(context: Any, lab: Lab) -> None:
+    page, network = open_lab(context, f"{lab.page_origin}/lab?reset")
+    page.wait_for_selector("#hows-lab-login", timeout=60_000)
+    page.fill('#hows-lab-login input[name="server"]', lab.server)
+    page.fill('#hows-lab-login input[name="token"]', lab.token)
+    page.check('#hows-lab-login input[name="remember"]')
+    page.click('#hows-lab-login button[type="submit"]')
+    page.wait_for_selector(".jp-Launcher", timeout=90_000)
+    assert lab.token not in page.url
+    # A reload connects again, with no form.
+    page.reload()
+    page.wait_for_selector(".jp-Launcher", timeout=90_000)
+    assert page.query_selector("#hows-lab-login") is None
+    # Another tab of the same site shares nothing: it asks.
+    other, _ = open_lab(context, f"{lab.page_origin}/lab")
+    other.wait_for_selector("#hows-lab-login", timeout=60_000)
+    assert network.outside_the_tunnel(lab.server) == []
 
 
 def test_a_refused_tunnel_is_shown_and_never_falls_back_to_direct_requests(

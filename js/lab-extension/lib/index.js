@@ -34,12 +34,36 @@ import { ThemeManager } from "@jupyterlab/apputils";
 /** How long a `blob:` URL made for a download URL lives (it is loaded at once). */
 const DOWNLOAD_URL_LIFETIME_MS = 60_000;
 
-/** The server's base URL and token from the page's fragment, or null. */
+/** Where the login form keeps the server and token when the user asks it to (this tab only). */
+const REMEMBERED = "jupyter-http-over-ws-lab:server";
+
+/** `{ server, token }` with the server's URL normalized, or null without a server. */
+function serverAndToken(server, token) {
+  if (!server) return null;
+  return { server: URLExt.normalize(server.endsWith("/") ? server : server + "/"), token: token || "" };
+}
+
+/**
+ * The server's base URL and token from the page's fragment, or null. The fragment is
+ * then taken off the address (and this history entry): the token is not left on show.
+ */
 function fromFragment() {
   const params = new URLSearchParams(window.location.hash.slice(1));
-  const server = params.get("server");
-  if (!server) return null;
-  return { server: URLExt.normalize(server.endsWith("/") ? server : server + "/"), token: params.get("token") || "" };
+  const found = serverAndToken(params.get("server"), params.get("token"));
+  if (found !== null) {
+    window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
+  }
+  return found;
+}
+
+/** What the login form remembered for this tab (sessionStorage), or null. */
+function fromThisTab() {
+  try {
+    const { server, token } = JSON.parse(window.sessionStorage.getItem(REMEMBERED) || "{}");
+    return serverAndToken(server, token);
+  } catch {
+    return null;
+  }
 }
 
 /** Show `message` over the page: JupyterLab itself cannot start without a server. */
@@ -59,7 +83,8 @@ function showProblem(title, message) {
 
 /**
  * Ask for the server's URL and token (this page names none). Submitting puts them in the
- * fragment and reloads: nothing is stored, and nothing is sent until then.
+ * fragment and reloads; nothing is sent until then, and nothing is stored unless the
+ * user ticks "Remember" (sessionStorage: this tab, until it is closed).
  */
 function askForServer() {
   const form = document.createElement("form");
@@ -83,17 +108,28 @@ function askForServer() {
   submit.type = "submit";
   submit.textContent = "Connect";
   submit.style.marginTop = ".75em";
+  const remember = document.createElement("label");
+  remember.style.cssText = "display:block;margin-top:.5em";
+  const box = document.createElement("input");
+  Object.assign(box, { name: "remember", type: "checkbox" });
+  remember.append(box, " Remember them in this tab until it is closed (a reload connects again)");
   form.append(
     title,
     field("server", "Server URL", "url", "http://127.0.0.1:8888/"),
     field("token", "Token", "password", ""),
+    remember,
     submit,
   );
   form.addEventListener("submit", (event) => {
     event.preventDefault();
     const data = new FormData(form);
     const params = new URLSearchParams({ server: data.get("server"), token: data.get("token") });
-    window.location.hash = params.toString();
+    if (data.get("remember")) {
+      const chosen = { server: data.get("server"), token: data.get("token") };
+      window.sessionStorage.setItem(REMEMBERED, JSON.stringify(chosen));
+    } else {
+      window.location.hash = params.toString();
+    }
     window.location.reload();
   });
   document.body.append(form);
@@ -368,13 +404,15 @@ async function firstReach(server) {
 }
 
 async function activate() {
-  const target = fromFragment();
+  const target = fromFragment() || fromThisTab();
   if (target === null) {
     askForServer();
     return refusingSettings(new Error("This page does not name a Jupyter server yet."));
   }
   const unreachable = await firstReach(target.server);
   if (unreachable !== null) {
+    // What failed is not worth remembering: a reload asks again.
+    window.sessionStorage.removeItem(REMEMBERED);
     showProblem(...unreachable);
     return refusingSettings(new Error(unreachable.join(": ")));
   }
@@ -385,6 +423,7 @@ async function activate() {
     );
     tunnel = await client.connect({ url: target.server, token: target.token });
   } catch (error) {
+    window.sessionStorage.removeItem(REMEMBERED);
     showProblem(
       `Cannot reach the Jupyter server at ${target.server} through the tunnel`,
       error.name === "TypeError" && /import/i.test(error.message)
