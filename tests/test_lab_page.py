@@ -23,12 +23,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jupyterlab
 import pytest
 from support.browser import jupyter_server
 from support.ports import free_port
 
 from jupyter_http_over_ws import cli
-from jupyter_http_over_ws.lab.command import lab_url, split_token
+from jupyter_http_over_ws.lab.command import (
+    check_lab_version,
+    lab_url,
+    split_token,
+    version_skew,
+)
 from jupyter_http_over_ws.lab.export import ExportError, export
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, SERVICE_WORKER, LabFrontend
 from jupyter_http_over_ws.lab.pageserver import LabPageServer, content_security_policy
@@ -272,12 +278,17 @@ def test_the_lab_command_serves_the_page_and_checks_the_server(
             printed = _read_until(command, "Press Ctrl-C")
             with urllib.request.urlopen(f"http://127.0.0.1:{page_port}/lab", timeout=10) as r:
                 assert page_config(r.read().decode())["baseUrl"] == origin + "/"
+            # The server's JupyterLab version, read from its own page, against an older page.
+            skew = check_lab_version(f"http://127.0.0.1:{port}/", token, "3.6.0")
+            assert skew is not None
+            assert f"The server's JupyterLab is {jupyterlab.__version__}" in skew
         finally:
             command.send_signal(signal.SIGINT)
             rest, _ = command.communicate(timeout=20)
     assert f"{origin}/lab#server=http://127.0.0.1:{port}/&token={token}" in printed
     refused = f"--ServerApp.allow_origin='{origin}'"
     assert (refused in printed) is not allowed, printed
+    assert "JupyterLab is" not in printed  # the same JupyterLab on both sides
     assert "Stopping." in rest
     assert command.returncode == 0
 
@@ -347,3 +358,20 @@ def test_the_lab_command_exports_and_prints_the_url_to_open(
     # A public page on plain http cannot reach this machine: the command says so.
     assert cli.main([*argv[:-1], str(tmp_path / "plain"), "--origin", "http://a.example"]) == 0
     assert "serve it over https://" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("page", "server", "warned"),
+    [
+        ("4.6.6", "4.6.0", False),
+        ("4.6.6", "4.6.6", False),
+        ("4.6.6", "4.4.1", True),
+        ("4.4.0", "5.0.0a1", True),
+        ("4.6.6", "not a version", False),
+    ],
+)
+def test_version_skew(page: str, server: str, warned: bool) -> None:
+    skew = version_skew(page, server)
+    assert (skew is not None) is warned
+    if skew is not None:
+        assert f"The server's JupyterLab is {server}, this page's is {page}" in skew
