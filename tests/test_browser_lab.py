@@ -227,7 +227,7 @@ def test_rich_output_a_traceback_save_reload_and_a_terminal(context: Any, lab: L
     page.click('.jp-LauncherCard[title="Start a new terminal session"]')
     terminal = page.wait_for_selector(".jp-Terminal", timeout=60_000)
     # Type once the terminal's socket has brought the shell's first output.
-    wait_for(lambda: any("/terminals/websocket/" in u for u in network.frames))
+    wait_for(lambda: any("/terminals/websocket/" in u for u in network.frames), page=page)
     terminal.click()
     # (The shell starts where the server was started, not in its root_dir: a full path.)
     echoed = lab.root / "echoed.txt"
@@ -403,3 +403,25 @@ def test_what_jupyterlab_loads_by_url_comes_through_the_service_worker(
     page.close()
     tab.reload()
     tab.wait_for_selector("text=No JupyterLab page of this site is open")
+
+
+def test_an_installed_extensions_server_part_goes_through_the_tunnel(
+    context: Any, tmp_path: Path
+) -> None:
+    # jupyter-lsp (a server extension JupyterLab needs) with python-lsp-server: once the
+    # user turns JupyterLab's language servers on, a notebook opens a socket to
+    # lsp/ws/pylsp, and the language server answers through the tunnel.
+    with lab_servers(tmp_path) as lab:
+        settings = tmp_path / "jupyter" / "config" / "lab" / "user-settings"
+        lsp = settings / "@jupyterlab" / "lsp-extension" / "plugin.jupyterlab-settings"
+        lsp.parent.mkdir(parents=True)
+        lsp.write_text(json.dumps({"activate": "on"}))
+        page, network = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
+        assert run_first_cell(page, "import os; print(6*7)") == "42"
+        pylsp = wait_for(
+            lambda: next((u for u in network.sockets if "/lsp/ws/pylsp" in u), None), 90, page
+        )
+        assert urlsplit(pylsp).path.startswith(TUNNEL_PATH + "/proxied_ws/")
+        # The language server's answers (initialize, diagnostics...) came back on it.
+        wait_for(lambda: network.frames[pylsp] >= 2, 90, page)
+        assert network.outside_the_tunnel(lab.server) == []

@@ -163,8 +163,13 @@ def run_first_cell(page: Any, code: str) -> str:
     return str(output.inner_text()).strip()
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 60.0) -> T:
-    """``condition()``'s first truthy value, polled; the test fails after ``timeout``."""
+def wait_for(condition: Callable[[], T], timeout: float = 60.0, page: Any = None) -> T:
+    """``condition()``'s first truthy value, polled; the test fails after ``timeout``.
+
+    A condition on what a page's events recorded (:class:`Network`) needs ``page``:
+    Playwright's synchronous API runs event callbacks only while it is being called, so
+    the poll then waits on the page instead of sleeping.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = condition()
@@ -172,4 +177,7 @@ def wait_for(condition: Callable[[], T], timeout: float = 60.0) -> T:
             return value
         if time.monotonic() > deadline:
             pytest.fail(f"not true after {timeout} s: {condition}")
-        time.sleep(0.1)
+        if page is None:
+            time.sleep(0.1)
+        else:
+            page.wait_for_timeout(100)
