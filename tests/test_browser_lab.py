@@ -166,6 +166,18 @@ def _shipped_files(directory: Path) -> dict[str, bytes]:
     return files
 
 
+def _first_difference(name: str, built: bytes, shipped: bytes) -> str:
+    """Where ``built`` and ``shipped`` part, with some context (to tell a stale build from
+    a build that is not reproducible)."""
+    at = next((i for i, (a, b) in enumerate(zip(built, shipped, strict=False)) if a != b), None)
+    at = min(len(built), len(shipped)) if at is None else at
+    near = slice(max(0, at - 80), at + 80)
+    return (
+        f"{name} differs at byte {at} (built {len(built)}, shipped {len(shipped)} bytes): "
+        f"built {built[near]!r}, shipped {shipped[near]!r}; rebuild (js/lab-extension)"
+    )
+
+
 def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None:
     """jupyter_http_over_ws/lab/labextension is js/lab-extension built with its lock file.
 
@@ -198,7 +210,7 @@ def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None
         elif name.endswith("remoteEntry.js"):
             assert re.sub(rb"\d+", b"0", built[name]) == re.sub(rb"\d+", b"0", shipped[name])
         else:
-            assert built[name] == shipped[name], f"{name} differs: rebuild (js/lab-extension)"
+            assert built[name] == shipped[name], _first_difference(name, built[name], shipped[name])
 
 
 def test_rich_output_a_traceback_save_reload_and_a_terminal(context: Any, lab: Lab) -> None:
@@ -424,4 +436,8 @@ def test_an_installed_extensions_server_part_goes_through_the_tunnel(
         assert urlsplit(pylsp).path.startswith(TUNNEL_PATH + "/proxied_ws/")
         # The language server's answers (initialize, diagnostics...) came back on it.
         wait_for(lambda: network.frames[pylsp] >= 2, 90, page)
+        # The server's root, from its own page config (jupyter-lsp's hook), as JupyterLab
+        # directly tells the language server.
+        initialize = next(m for m in network.sent[pylsp] if '"method":"initialize"' in m)
+        assert f'"rootUri":"{lab.root.as_uri()}' in initialize
         assert network.outside_the_tunnel(lab.server) == []

@@ -9,7 +9,7 @@ import contextlib
 import re
 import secrets
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +75,8 @@ class Network:
     sockets: list[str] = field(default_factory=list)
     #: Frames each socket received, by URL.
     frames: Counter[str] = field(default_factory=Counter)
+    #: The text frames each socket sent, by URL (the first 2,000 characters of each).
+    sent: defaultdict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
     #: Why each request that failed failed, by URL (as Playwright words it: "csp", "net::...").
     failures: dict[str, str] = field(default_factory=dict)
 
@@ -88,6 +90,9 @@ class Network:
     def _socket(self, ws: Any) -> None:
         self.sockets.append(ws.url)
         ws.on("framereceived", lambda _: self.frames.update([ws.url]))
+        ws.on(
+            "framesent", lambda p: self.sent[ws.url].append(p[:2000] if isinstance(p, str) else "")
+        )
 
     def outside_the_tunnel(self, server: str) -> list[str]:
         """Requests and sockets to ``server``'s host that are not under the tunnel's path."""

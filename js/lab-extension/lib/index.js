@@ -25,7 +25,8 @@
 // The parts: login.js (the server and token: fragment, remembered, or asked for),
 // reach.js (the first request, and Local Network Access), problem.js (what is shown, and
 // the refusing settings, when the tunnel cannot be had), byurl.js (what JupyterLab loads
-// by URL rather than through the settings' fetch, and the page's Service Worker).
+// by URL rather than through the settings' fetch, and the page's Service Worker),
+// serverconfig.js (page config only the server can give, from its own page).
 import { URLExt } from "@jupyterlab/coreutils";
 import { IServerSettings, ServerConnection } from "@jupyterlab/services";
 
@@ -40,6 +41,7 @@ import {
 import { askForServer, forgetThisTab, fromFragment, fromThisTab } from "./login.js";
 import { refusingSettings, showProblem } from "./problem.js";
 import { firstReach } from "./reach.js";
+import { adoptServerPageConfig } from "./serverconfig.js";
 
 async function activate() {
   const target = fromFragment() || fromThisTab();
@@ -70,6 +72,7 @@ async function activate() {
     );
     return refusingSettings(error);
   }
+  await adoptServerPageConfig(tunnel);
   themesFromThePage();
   answerTheServiceWorker(tunnel);
   if (await serviceWorkerControls()) {
