@@ -32,11 +32,16 @@ from support.lab import (
     TUNNEL_PATH,
     CuttableTunnel,
     Lab,
+    file_item,
     lab_servers,
     open_lab,
     run_first_cell,
     run_next_cell,
     wait_for,
+)
+from support.lab_scenarios import (
+    interrupt_restart_rename_and_delete,
+    rich_output_save_reload_and_a_terminal,
 )
 from support.ports import free_port
 
@@ -214,39 +219,8 @@ def test_the_shipped_extension_is_what_its_source_builds(tmp_path: Path) -> None
 
 
 def test_rich_output_a_traceback_save_reload_and_a_terminal(context: Any, lab: Lab) -> None:
-    url = lab_url(lab.page_origin, lab.server, lab.token)
-    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
-    html = "from IPython.display import HTML; HTML('<b>rich ' + str(6*7) + '</b>')"
-    assert run_first_cell(page, html) == "rich 42"
-    assert page.query_selector(".jp-OutputArea-output b") is not None  # rendered, not text
-    assert "ZeroDivisionError" in run_next_cell(page, "1/0", 2)
-    page.click('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]')
-    # JupyterLab asks for a name on an untitled notebook's first save.
-    page.fill(".jp-Dialog input", "through-the-tunnel.ipynb")
-    page.click(".jp-Dialog .jp-mod-accept")
-    # Saved through the tunnel: the file on the server's disk holds both outputs.
-    saved = lab.root / "through-the-tunnel.ipynb"
-    wait_for(lambda: saved.is_file() and "ZeroDivisionError" in saved.read_text())
-    assert "rich 42" in saved.read_text()
-
-    # A new page (the fragment names the server again) at the notebook's tree URL: it
-    # comes back with its outputs, read through the tunnel.
-    page.goto(url.replace("/lab#", "/lab/tree/through-the-tunnel.ipynb#"))
-    page.wait_for_selector(".jp-OutputArea-output b:has-text('rich 42')", timeout=90_000)
-
-    # A terminal, through the tunnel's proxied socket.
-    page.keyboard.press("Control+Shift+L")
-    page.click('.jp-LauncherCard[title="Start a new terminal session"]')
-    terminal = page.wait_for_selector(".jp-Terminal", timeout=60_000)
-    # Type once the terminal's socket has brought the shell's first output.
-    wait_for(lambda: any("/terminals/websocket/" in u for u in network.frames), page=page)
-    terminal.click()
-    # (The shell starts where the server was started, not in its root_dir: a full path.)
-    echoed = lab.root / "echoed.txt"
-    page.keyboard.type(f"echo $((6*7)) > {echoed}\n")
-    assert wait_for(lambda: echoed.is_file() and echoed.read_text() == "42\n")
+    network = rich_output_save_reload_and_a_terminal(context, lab, lab.server)
     assert any("/proxied_ws/terminals/websocket/" in u for u in network.sockets)
-    assert network.outside_the_tunnel(lab.server) == []
 
 
 def test_a_fragment_naming_another_server_cannot_run_its_code_on_the_page(
@@ -270,54 +244,7 @@ def test_a_fragment_naming_another_server_cannot_run_its_code_on_the_page(
 
 
 def test_interrupt_restart_rename_and_delete(context: Any, lab: Lab) -> None:
-    url = lab_url(lab.page_origin, lab.server, lab.token)
-    page, network = open_lab(context, url.replace("/lab#", "/lab?reset#"))
-    first_pid = run_first_cell(page, "import os; print(os.getpid())")
-
-    # Interrupt: a cell that would sleep for ten minutes ends in KeyboardInterrupt.
-    page.keyboard.type("import time; time.sleep(600)")
-    page.keyboard.press("Shift+Enter")
-    page.get_by_text(re.compile(r"\| Busy$")).wait_for(timeout=60_000)
-    page.click('.jp-NotebookPanel-toolbar [data-command="notebook:interrupt-kernel"]')
-    page.wait_for_selector(".jp-OutputArea-output:has-text('KeyboardInterrupt')", timeout=60_000)
-
-    # Restart: the same cell afterwards runs in a new kernel process.
-    page.click('.jp-NotebookPanel-toolbar [data-command="notebook:restart-kernel"]')
-    page.click(".jp-Dialog .jp-mod-accept")
-    page.wait_for_selector(".jp-Dialog", state="detached")
-    page.get_by_text(re.compile(r"\| Idle$")).wait_for(timeout=60_000)
-    page.click(".jp-NotebookPanel .jp-Cell:last-child .cm-content")
-    second_pid = run_next_cell(page, "import os; print(os.getpid())", 3)
-    assert second_pid.isdigit()
-    assert first_pid.isdigit()
-    assert second_pid != first_pid
-
-    page.click('.jp-NotebookPanel-toolbar [data-command="docmanager:save"]')
-    page.fill(".jp-Dialog input", "to-rename.ipynb")
-    page.click(".jp-Dialog .jp-mod-accept")
-    saved = lab.root / "to-rename.ipynb"
-    wait_for(lambda: saved.is_file() and "KeyboardInterrupt" in saved.read_text())
-    page.click(".lm-DockPanel-tabBar .lm-mod-current .lm-TabBar-tabCloseIcon")
-    page.wait_for_selector(".jp-NotebookPanel", state="detached")
-
-    # Rename, then delete, in the file browser: both reach the server's disk.
-    def item(name: str) -> Any:
-        text = page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
-        return page.locator(".jp-DirListing-item", has=text)
-
-    item("to-rename.ipynb").click(button="right")
-    page.click('.lm-Menu-item[data-command="filebrowser:rename"]')
-    editor = page.wait_for_selector(".jp-DirListing-editor")
-    editor.fill("renamed.ipynb")
-    editor.press("Enter")
-    renamed = lab.root / "renamed.ipynb"
-    wait_for(lambda: renamed.is_file() and not saved.exists())
-    item("renamed.ipynb").click(button="right")
-    page.click('.lm-Menu-item[data-command="filebrowser:delete"]')
-    page.click(".jp-Dialog .jp-mod-accept")
-    wait_for(lambda: not renamed.exists())
-    item("renamed.ipynb").wait_for(state="detached")
-    assert network.outside_the_tunnel(lab.server) == []
+    interrupt_restart_rename_and_delete(context, lab, lab.server)
 
 
 def test_the_exported_page_on_a_plain_static_server_runs_a_cell(
@@ -384,19 +311,15 @@ def test_what_jupyterlab_loads_by_url_comes_through_the_service_worker(
     assert page.evaluate("navigator.serviceWorker.controller !== null")
     assert any(u.startswith(files + "pic.svg") for u in served), served
 
-    def item(name: str) -> Any:
-        text = page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
-        return page.locator(".jp-DirListing-item", has=text)
-
     # "Download": the file, under its own name.
-    item("data.txt").click(button="right")
+    file_item(page, "data.txt").click(button="right")
     with page.expect_download() as download:
         page.click('.lm-Menu-item[data-command="filebrowser:download"]')
     assert download.value.suggested_filename == "data.txt"
     assert Path(download.value.path()).read_text() == "hello data\n"
 
     # "Open in New Browser Tab": a tab on the page's origin, which a reload shows again.
-    item("data.txt").click(button="right")
+    file_item(page, "data.txt").click(button="right")
     with context.expect_page() as opened:
         page.click('.lm-Menu-item[data-command="filebrowser:open-browser-tab"]')
     tab = opened.value
@@ -424,10 +347,7 @@ def test_an_installed_extensions_server_part_goes_through_the_tunnel(
     # user turns JupyterLab's language servers on, a notebook opens a socket to
     # lsp/ws/pylsp, and the language server answers through the tunnel.
     with lab_servers(tmp_path) as lab:
-        settings = tmp_path / "jupyter" / "config" / "lab" / "user-settings"
-        lsp = settings / "@jupyterlab" / "lsp-extension" / "plugin.jupyterlab-settings"
-        lsp.parent.mkdir(parents=True)
-        lsp.write_text(json.dumps({"activate": "on"}))
+        lab.set_user_settings("@jupyterlab/lsp-extension:plugin", {"activate": "on"})
         page, network = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
         assert run_first_cell(page, "import os; print(6*7)") == "42"
         pylsp = wait_for(

@@ -20,6 +20,10 @@ from support.browser import context as context
 from support.browser import jp_asyncio_loop as jp_asyncio_loop
 from support.browser import jp_server_cleanup as jp_server_cleanup
 from support.lab import TUNNEL_PATH, Lab, lab_servers, open_lab, run_first_cell, run_next_cell
+from support.lab_scenarios import (
+    interrupt_restart_rename_and_delete,
+    rich_output_save_reload_and_a_terminal,
+)
 from support.nginx import Nginx
 from support.ports import free_port
 
@@ -89,4 +93,19 @@ def test_jupyterlab_goes_on_after_the_proxy_restarts_in_the_middle_of_a_session(
     failed = [u for u in network.failures if urlsplit(u).path.startswith(TUNNEL_PATH + "/polling")]
     assert failed, network.failures
     assert network.outside_the_tunnel(behind.server) == []
+    assert " 101 " not in behind.proxy.access_log()
+
+
+def test_rich_output_a_traceback_save_reload_and_a_terminal_over_polling(
+    context: Any, behind: Behind
+) -> None:
+    network = rich_output_save_reload_and_a_terminal(context, behind.lab, behind.server)
+    # The terminal's socket too was carried by polling: no socket but the tunnel's tries.
+    assert all(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
+    assert " 101 " not in behind.proxy.access_log()
+
+
+def test_interrupt_restart_rename_and_delete_over_polling(context: Any, behind: Behind) -> None:
+    network = interrupt_restart_rename_and_delete(context, behind.lab, behind.server)
+    assert all(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
     assert " 101 " not in behind.proxy.access_log()

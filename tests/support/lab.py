@@ -6,6 +6,7 @@ Shared by tests/test_browser_lab.py and tests/test_browser_lab_nginx.py.
 from __future__ import annotations
 
 import contextlib
+import json
 import re
 import secrets
 import time
@@ -40,6 +41,15 @@ class Lab:
     page_origin: str
     #: The Jupyter server's root directory.
     root: Path
+
+    def set_user_settings(self, plugin: str, settings: dict[str, Any]) -> None:
+        """Write JupyterLab user settings for ``plugin`` (``@scope/package:name``) on the
+        server, as the Settings Editor would: pages opened afterwards load them."""
+        package, name = plugin.rsplit(":", 1)
+        config = self.root.parent / "jupyter" / "config"  # lab_servers' JUPYTER_CONFIG_DIR
+        path = config / "lab" / "user-settings" / package / f"{name}.jupyterlab-settings"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(settings))
 
 
 @contextlib.contextmanager
@@ -166,6 +176,12 @@ def run_first_cell(page: Any, code: str) -> str:
     page.keyboard.press("Shift+Enter")
     output = page.wait_for_selector(".jp-OutputArea-output", timeout=60_000)
     return str(output.inner_text()).strip()
+
+
+def file_item(page: Any, name: str) -> Any:
+    """The file browser's entry for ``name`` (a Playwright locator)."""
+    text = page.locator(".jp-DirListing-itemText", has_text=re.compile(f"^{re.escape(name)}$"))
+    return page.locator(".jp-DirListing-item", has=text)
 
 
 def wait_for(condition: Callable[[], T], timeout: float = 60.0, page: Any = None) -> T:
