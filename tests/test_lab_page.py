@@ -29,12 +29,8 @@ from support.browser import jupyter_server
 from support.ports import free_port
 
 from jupyter_http_over_ws import cli
-from jupyter_http_over_ws.lab.command import (
-    check_lab_version,
-    lab_url,
-    split_token,
-    version_skew,
-)
+from jupyter_http_over_ws.lab.checks import check_lab_version, version_skew
+from jupyter_http_over_ws.lab.command import lab_url, split_token
 from jupyter_http_over_ws.lab.export import ExportError, export
 from jupyter_http_over_ws.lab.frontend import EXTENSION_DIR, SERVICE_WORKER, LabFrontend
 from jupyter_http_over_ws.lab.pageserver import LabPageServer, content_security_policy

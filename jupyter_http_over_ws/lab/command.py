@@ -11,8 +11,6 @@ says what to change.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import os
 import re
 import signal
@@ -24,12 +22,11 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from packaging.version import InvalidVersion, Version
-
+from .checks import check_lab_version, check_server
 from .frontend import APP_URL, LabFrontend, LabNotFoundError
 from .pageserver import LabPageServer
 
-__all__ = ["add_parser", "check_lab_version", "lab_url", "run", "split_token", "version_skew"]
+__all__ = ["add_parser", "lab_url", "run", "split_token"]
 
 #: The page server's port by default: fixed, so that ``allow_origin`` can name it.
 DEFAULT_PORT = 8890
@@ -56,32 +53,7 @@ def lab_url(page_origin: str, server_url: str, token: str) -> str:
     return f"{page_origin}{APP_URL}#{fragment}"
 
 
-def _check_server(server_url: str, origin: str) -> str | None:
-    """Why the page will not reach ``server_url`` through the tunnel, or None."""
-    from tornado.httpclient import HTTPClientError
-
-    from ..client import diagnose
-
-    try:
-        asyncio.run(diagnose(server_url, origin=origin, connect_timeout=10))
-    except HTTPClientError as e:
-        if e.code == 403:
-            return (
-                f"The server refuses this page's origin: start it with "
-                f"--ServerApp.allow_origin='{origin}'."
-            )
-        if e.code == 404:
-            return (
-                "The server does not have jupyter-http-over-ws: pip install "
-                "jupyter-http-over-ws there, and check `jupyter server extension list`."
-            )
-        return f"The server answered the check with HTTP {e.code}."
-    except OSError as e:
-        return f"Cannot reach {server_url}: {e}"
-    return None
-
-
-def run_export(args: argparse.Namespace, server_url: str, token: str) -> int:
+def run_export(args: argparse.Namespace, frontend: LabFrontend, server_url: str, token: str) -> int:
     """Write the page's files for a static host (``--export DIR --origin ORIGIN``)."""
     from .export import ExportError, export, page_origin
 
@@ -90,16 +62,16 @@ def run_export(args: argparse.Namespace, server_url: str, token: str) -> int:
         return 1
     try:
         origin = page_origin(args.origin)
-        index = export(LabFrontend.find(), Path(args.export), origin=origin, server_url=server_url)
-    except (ExportError, LabNotFoundError, OSError) as e:
+        index = export(frontend, Path(args.export), origin=origin, server_url=server_url)
+    except (ExportError, OSError) as e:
         print(e, file=sys.stderr)
         return 1
     print(f"Wrote the page ({index}) and its files, for {origin} and the server at {server_url}.")
     print(f"Serve {args.export} at {origin}/ on any static host, then open")
     print(f"    {lab_url(origin, server_url, token).replace(APP_URL + '#', APP_URL + '/#')}")
     print("(the token is in the #fragment; the files hold none).")
-    problem = _check_server(server_url, origin) or check_lab_version(
-        server_url, token, LabFrontend.find().version
+    problem = check_server(server_url, origin) or check_lab_version(
+        server_url, token, frontend.version
     )
     if problem:
         print(f"Warning: {problem}")
@@ -110,63 +82,6 @@ def run_export(args: argparse.Namespace, server_url: str, token: str) -> int:
             "to reach a server on this machine or a private network: serve it over https://."
         )
     return 0
-
-
-def version_skew(page_version: str, server_version: str) -> str | None:
-    """Why a page of JupyterLab ``page_version`` may misbehave on that server, or None.
-
-    The page's plugins come from this machine, their settings schemas and translations
-    from the server's JupyterLab: the same minor version on both sides keeps them in step.
-    """
-    try:
-        page, server = Version(page_version), Version(server_version)
-    except InvalidVersion:
-        return None
-    if page.release[:2] == server.release[:2]:
-        return None
-    return (
-        f"The server's JupyterLab is {server_version}, this page's is {page_version}: "
-        "settings schemas and translations come from the server, so some settings may "
-        f"fail to load. Use the same minor version on both sides (pip install "
-        f"'jupyterlab=={page.major}.{page.minor}.*' on the server, or "
-        f"'jupyterlab=={server.major}.{server.minor}.*' here)."
-    )
-
-
-def _config_version(page: str) -> str | None:
-    """``appVersion`` from a JupyterLab page's config, or None."""
-    found = re.search(
-        r'<script id="jupyter-config-data" type="application/json">(.*?)</script>', page, re.S
-    )
-    if found is None:
-        return None
-    try:
-        version = json.loads(found.group(1)).get("appVersion")
-    except ValueError:
-        return None
-    return version if isinstance(version, str) else None
-
-
-def check_lab_version(server_url: str, token: str, page_version: str) -> str | None:
-    """:func:`version_skew` of the server's JupyterLab (its page's config) and this page's."""
-    from tornado.httpclient import AsyncHTTPClient, HTTPClientError
-
-    headers = {"Authorization": f"token {token}"} if token else {}
-
-    async def fetch() -> str:
-        response = await AsyncHTTPClient().fetch(
-            server_url + "lab", headers=headers, follow_redirects=False, request_timeout=10
-        )
-        return bytes(response.body).decode("utf-8", "replace")
-
-    try:
-        page = asyncio.run(fetch())
-    except (HTTPClientError, OSError):
-        # A login page (no token, a wrong one), no JupyterLab page, or no answer: the
-        # tunnel's check says what matters of these.
-        return None
-    server_version = _config_version(page)
-    return version_skew(page_version, server_version) if server_version else None
 
 
 class _StopError(Exception):
@@ -183,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     token = token or os.environ.get("JUPYTER_TOKEN", "")
     if args.export:
-        return run_export(args, server_url, token)
+        return run_export(args, frontend, server_url, token)
     try:
         page = LabPageServer(
             frontend, "127.0.0.1", args.port, server_url=server_url, origin_host="localhost"
@@ -191,7 +106,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Cannot serve on port {args.port}: {e} (choose another: --port)", file=sys.stderr)
         return 1
-    problem = _check_server(server_url, page.origin) or check_lab_version(
+    problem = check_server(server_url, page.origin) or check_lab_version(
         server_url, token, frontend.version
     )
 
