@@ -142,10 +142,14 @@ def test_the_login_form_remembers_in_this_tab_only_when_asked(context: Any, lab:
     page.reload()
     page.wait_for_selector(".jp-Launcher", timeout=90_000)
     assert page.query_selector("#hows-lab-login") is None
-    # Another tab of the same site shares nothing: it asks.
+    assert network.outside_the_tunnel(lab.server) == []
+    # A new tab of the same site shares nothing: it asks. (The first tab is closed first:
+    # a second window on the same workspace makes JupyterLab move to a new workspace,
+    # which a page with no server cannot load, and it goes on moving; see the notes.)
+    page.close()
     other, _ = open_lab(context, f"{lab.page_origin}/lab")
     other.wait_for_selector("#hows-lab-login", timeout=60_000)
-    assert network.outside_the_tunnel(lab.server) == []
+    assert other.evaluate("sessionStorage.length") == 0
 
 
 def test_a_refused_tunnel_is_shown_and_never_falls_back_to_direct_requests(
