@@ -94,7 +94,7 @@ def test_jupyterlab_runs_a_notebook_cell_through_the_tunnel(
 def test_jupyterlab_goes_on_after_the_tunnel_is_cut(context: Any, lab: Lab) -> None:
     tunnel = CuttableTunnel()
     # ?reset: a fresh workspace (an earlier test's notebook is open in the saved one).
-    url = lab_url(lab.page_origin, lab.server, lab.token).replace("/lab#", "/lab?reset#")
+    url = lab_url(lab.page_origin, lab.server, lab.token, "/lab?reset")
     page, network = open_lab(context, url, tunnel)
     assert run_first_cell(page, "x = 6*7; print(x)") == "42"
     assert tunnel.cut() >= 1
@@ -143,13 +143,43 @@ def test_the_login_form_remembers_in_this_tab_only_when_asked(context: Any, lab:
     page.wait_for_selector(".jp-Launcher", timeout=90_000)
     assert page.query_selector("#hows-lab-login") is None
     assert network.outside_the_tunnel(lab.server) == []
-    # A new tab of the same site shares nothing: it asks. (The first tab is closed first:
-    # a second window on the same workspace makes JupyterLab move to a new workspace,
-    # which a page with no server cannot load, and it goes on moving; see the notes.)
-    page.close()
+    # A new tab of the same site shares nothing: it asks. JupyterLab moves it to a
+    # workspace of its own (the first tab has the default one) and it stays there.
     other, _ = open_lab(context, f"{lab.page_origin}/lab")
     other.wait_for_selector("#hows-lab-login", timeout=60_000)
     assert other.evaluate("sessionStorage.length") == 0
+    moved = wait_for(lambda: re.search(r"/lab/workspaces/(auto-\w)$", urlsplit(other.url).path))
+    other.wait_for_timeout(3000)  # time for more moves, had the workspace not stuck
+    assert urlsplit(other.url).path == moved.group(0)
+    assert other.query_selector("#hows-lab-login") is not None
+
+
+def test_a_second_window_gets_a_workspace_of_its_own_with_its_server_and_file(
+    context: Any, lab: Lab
+) -> None:
+    """The page at ``/lab/tree/<file>``, opened while another window has the default
+    workspace: JupyterLab moves it to a new workspace (loading the page again at another
+    address); the server, in the fragment, and the file, in the path, go with it."""
+    notes = lab.root / "my notes" / "hello world.txt"
+    notes.parent.mkdir()
+    notes.write_text("written on the server's disk\n")
+    first, _ = open_lab(context, lab_url(lab.page_origin, lab.server, lab.token))
+    first.wait_for_selector(".jp-Launcher, .jp-NotebookPanel", timeout=90_000)
+    second, network = open_lab(
+        context,
+        lab_url(lab.page_origin, lab.server, lab.token, "/lab/tree/my%20notes/hello%20world.txt"),
+    )
+    editor = second.wait_for_selector(".jp-FileEditor .cm-content", timeout=90_000)
+    wait_for(lambda: "written on the server's disk" in editor.inner_text(), page=second)
+    address = urlsplit(second.url)
+    assert re.fullmatch(r"/lab/workspaces/auto-\w/tree/my%20notes/hello%20world\.txt", address.path)
+    # The token left the address once the window had its workspace; in both windows.
+    assert address.fragment == ""
+    assert urlsplit(first.url).fragment == ""
+    assert lab.token not in second.url
+    assert second.query_selector("#hows-lab-login, #hows-lab-problem") is None
+    assert network.outside_the_tunnel(lab.server) == []
+    assert any(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets
 
 
 def test_a_refused_tunnel_is_shown_and_never_falls_back_to_direct_requests(
@@ -270,7 +300,7 @@ def test_the_exported_page_on_a_plain_static_server_runs_a_cell(
             tmp_path / "jupyter", port=server_port, token=token, root_dir=root, allow_origin=origin
         ),
     ):
-        url = lab_url(origin, server, token).replace("/lab#", "/lab/#")
+        url = lab_url(origin, server, token, "/lab/")
         page, network = open_lab(context, url)
         assert run_first_cell(page, "print(6*7)") == "42"
         # The policy in the page's <meta> binds it to its server: code from elsewhere

@@ -7,6 +7,7 @@ tests/test_browser_lab.py.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import html
@@ -234,6 +235,8 @@ def test_split_token_refuses_what_is_not_a_server_url(url: str) -> None:
 def test_the_lab_url_carries_server_and_token_in_the_fragment() -> None:
     url = lab_url("http://localhost:8890", "http://127.0.0.1:8888/", "a&b=c")
     assert url == "http://localhost:8890/lab#server=http://127.0.0.1:8888/&token=a%26b%3Dc"
+    at = lab_url("http://localhost:8890", "http://127.0.0.1:8888/", "t", "/lab/tree/a%20b?reset")
+    assert at == "http://localhost:8890/lab/tree/a%20b?reset#server=http://127.0.0.1:8888/&token=t"
 
 
 def _lab_command(url: str, port: int, env: dict[str, str]) -> subprocess.Popen[str]:
@@ -275,7 +278,7 @@ def test_the_lab_command_serves_the_page_and_checks_the_server(
             with urllib.request.urlopen(f"http://127.0.0.1:{page_port}/lab", timeout=10) as r:
                 assert page_config(r.read().decode())["baseUrl"] == origin + "/"
             # The server's JupyterLab version, read from its own page, against an older page.
-            skew = check_lab_version(f"http://127.0.0.1:{port}/", token, "3.6.0")
+            skew = asyncio.run(check_lab_version(f"http://127.0.0.1:{port}/", token, "3.6.0"))
             assert skew is not None
             assert f"The server's JupyterLab is {jupyterlab.__version__}" in skew
         finally:

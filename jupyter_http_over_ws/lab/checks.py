@@ -1,5 +1,7 @@
 """Whether a Jupyter server suits the lab page, checked by ``jupyter http-over-ws lab``.
 
+:func:`check` runs, in order, until one finds a problem:
+
 - :func:`check_server`: the tunnel's own check (``diagnose``) from the page's origin:
   the extension is there and the page's origin is allowed;
 - :func:`check_lab_version`: the server's JupyterLab (read from its own page) has the
@@ -16,17 +18,30 @@ import re
 
 from packaging.version import InvalidVersion, Version
 
-__all__ = ["check_lab_version", "check_server", "version_skew"]
+__all__ = ["check", "check_lab_version", "check_server", "version_skew"]
 
 
-def check_server(server_url: str, origin: str) -> str | None:
+def check(server_url: str, origin: str, token: str, page_version: str) -> str | None:
+    """The first problem of the server at ``server_url`` for the page, or None.
+
+    The page is JupyterLab ``page_version`` on ``origin``, with ``token``.
+    """
+
+    async def both() -> str | None:
+        problem = await check_server(server_url, origin)
+        return problem or await check_lab_version(server_url, token, page_version)
+
+    return asyncio.run(both())
+
+
+async def check_server(server_url: str, origin: str) -> str | None:
     """Why the page will not reach ``server_url`` through the tunnel, or None."""
     from tornado.httpclient import HTTPClientError
 
     from ..client import diagnose
 
     try:
-        asyncio.run(diagnose(server_url, origin=origin, connect_timeout=10))
+        await diagnose(server_url, origin=origin, connect_timeout=10)
     except HTTPClientError as e:
         if e.code == 403:
             return (
@@ -79,23 +94,19 @@ def _config_version(page: str) -> str | None:
     return version if isinstance(version, str) else None
 
 
-def check_lab_version(server_url: str, token: str, page_version: str) -> str | None:
+async def check_lab_version(server_url: str, token: str, page_version: str) -> str | None:
     """:func:`version_skew` of the server's JupyterLab (its page's config) and this page's."""
     from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
     headers = {"Authorization": f"token {token}"} if token else {}
 
-    async def fetch() -> str:
+    try:
         response = await AsyncHTTPClient().fetch(
             server_url + "lab", headers=headers, follow_redirects=False, request_timeout=10
         )
-        return bytes(response.body).decode("utf-8", "replace")
-
-    try:
-        page = asyncio.run(fetch())
     except (HTTPClientError, OSError):
         # A login page (no token, a wrong one), no JupyterLab page, or no answer: the
         # tunnel's check says what matters of these.
         return None
-    server_version = _config_version(page)
+    server_version = _config_version(bytes(response.body).decode("utf-8", "replace"))
     return version_skew(page_version, server_version) if server_version else None

@@ -22,7 +22,7 @@ from types import FrameType
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlsplit, urlunsplit
 
-from .checks import check_lab_version, check_server
+from .checks import check
 from .frontend import APP_URL, LabFrontend, LabNotFoundError
 from .pageserver import LabPageServer
 
@@ -47,10 +47,10 @@ def split_token(url: str) -> tuple[str, str | None]:
     return urlunsplit((parts.scheme, parts.netloc, path, "", "")), token
 
 
-def lab_url(page_origin: str, server_url: str, token: str) -> str:
-    """The page's URL: the server and the token in the fragment."""
+def lab_url(page_origin: str, server_url: str, token: str, path: str = APP_URL) -> str:
+    """The page's URL at ``path`` (with any query): the server and the token in the fragment."""
     fragment = f"server={quote(server_url, safe=':/')}&token={quote(token, safe='')}"
-    return f"{page_origin}{APP_URL}#{fragment}"
+    return f"{page_origin}{path}#{fragment}"
 
 
 def run_export(args: argparse.Namespace, frontend: LabFrontend, server_url: str, token: str) -> int:
@@ -68,11 +68,9 @@ def run_export(args: argparse.Namespace, frontend: LabFrontend, server_url: str,
         return 1
     print(f"Wrote the page ({index}) and its files, for {origin} and the server at {server_url}.")
     print(f"Serve {args.export} at {origin}/ on any static host, then open")
-    print(f"    {lab_url(origin, server_url, token).replace(APP_URL + '#', APP_URL + '/#')}")
+    print(f"    {lab_url(origin, server_url, token, APP_URL + '/')}")
     print("(the token is in the #fragment; the files hold none).")
-    problem = check_server(server_url, origin) or check_lab_version(
-        server_url, token, frontend.version
-    )
+    problem = check(server_url, origin, token, frontend.version)
     if problem:
         print(f"Warning: {problem}")
     host = urlsplit(origin).hostname or ""
@@ -106,9 +104,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"Cannot serve on port {args.port}: {e} (choose another: --port)", file=sys.stderr)
         return 1
-    problem = check_server(server_url, page.origin) or check_lab_version(
-        server_url, token, frontend.version
-    )
+    problem = check(server_url, page.origin, token, frontend.version)
 
     def on_sigterm(signum: int, frame: FrameType | None) -> None:
         raise _StopError

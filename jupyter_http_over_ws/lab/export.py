@@ -27,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from .frontend import SERVICE_WORKER, SERVICE_WORKER_URL, STATIC_URL, LabFrontend
+from .frontend import STATIC_URL, LabFrontend
 from .pageserver import content_security_policy
 
 __all__ = ["ExportError", "export", "page_origin"]
@@ -87,7 +87,8 @@ def export(frontend: LabFrontend, directory: Path, *, origin: str, server_url: s
         # JupyterLab's page template is a Jinja file, not a page anyone should load.
         ignore = _leaving_out(template) if prefix == STATIC_URL else None
         shutil.copytree(source, target, ignore=ignore, dirs_exist_ok=True)
-    shutil.copyfile(SERVICE_WORKER, directory / SERVICE_WORKER_URL.lstrip("/"))
+    for path, source in frontend.asset_files().items():
+        shutil.copyfile(source, directory.joinpath(*path.strip("/").split("/")))
     index = directory / "lab" / "index.html"
     index.parent.mkdir(parents=True, exist_ok=True)
     index.write_text(page, encoding="utf-8")

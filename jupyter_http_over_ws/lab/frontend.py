@@ -145,6 +145,13 @@ class LabFrontend:
             dirs[f"{LABEXTENSIONS_URL}/{name}"] = directory
         return dirs
 
+    def asset_files(self) -> dict[str, Path]:
+        """The page's single files outside :meth:`asset_dirs`, by their URL path.
+
+        The Service Worker, at the root so that its scope holds every page of the origin.
+        """
+        return {SERVICE_WORKER_URL: SERVICE_WORKER}
+
     def page_config(self, origin: str) -> dict[str, Any]:
         """The page config for a page on ``origin`` (``scheme://host:port``)."""
         installed = self._installed_page_config()

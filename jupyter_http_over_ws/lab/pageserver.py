@@ -40,8 +40,6 @@ from ..background_http import BackgroundHTTPServer
 from .frontend import (
     APP_URL,
     LABEXTENSIONS_URL,
-    SERVICE_WORKER,
-    SERVICE_WORKER_URL,
     THEMES_URL,
     LabFrontend,
 )
@@ -126,6 +124,8 @@ class _LabPageHandler(BaseHTTPRequestHandler):
     page: bytes = b""
     #: :meth:`LabFrontend.asset_dirs`, longest prefix first.
     assets: dict[str, Path] = {}
+    #: :meth:`LabFrontend.asset_files`.
+    files: dict[str, Path] = {}
     policy: str = ""
 
     server_version = "jupyter-http-over-ws-lab"
@@ -157,8 +157,8 @@ class _LabPageHandler(BaseHTTPRequestHandler):
             self.send_error(HTTPStatus.NOT_FOUND)
 
     def _file(self, path: str) -> Path | None:
-        if path == SERVICE_WORKER_URL:
-            return SERVICE_WORKER
+        if path in self.files:
+            return self.files[path]
         for prefix, root in self.assets.items():
             if path.startswith(prefix + "/"):
                 return _inside(root, path[len(prefix) + 1 :])
@@ -229,6 +229,7 @@ class LabPageServer(BackgroundHTTPServer):
                 "assets": dict(
                     sorted(frontend.asset_dirs().items(), key=lambda item: -len(item[0]))
                 ),
+                "files": frontend.asset_files(),
                 "policy": content_security_policy(page, server_url),
             },
         )

@@ -22,6 +22,9 @@
 // replaced, silently, by the default settings (requests straight to the server): so this
 // one never fails; it shows what went wrong and returns settings that refuse everything.
 //
+// The page is the same file at every address: the workspace and the file to open are read
+// from its path (address.js) before JupyterLab's resolvers ask for them.
+//
 // The parts: login.js (the server and token: fragment, remembered, or asked for),
 // reach.js (the first request, and Local Network Access), problem.js (what is shown, and
 // the refusing settings, when the tunnel cannot be had), byurl.js (what JupyterLab loads
@@ -38,13 +41,23 @@ import {
   themesFromThePage,
   withKernelspecLogos,
 } from "./byurl.js";
-import { askForServer, forgetThisTab, fromFragment, fromThisTab } from "./login.js";
+import { adoptPathPageConfig } from "./address.js";
+import {
+  askForServer,
+  forgetFragmentOnceThisWindowHasItsWorkspace,
+  forgetThisTab,
+  fromFragment,
+  fromThisTab,
+} from "./login.js";
 import { refusingSettings, showProblem } from "./problem.js";
 import { firstReach } from "./reach.js";
 import { adoptServerPageConfig } from "./serverconfig.js";
 
 async function activate() {
-  const target = fromFragment() || fromThisTab();
+  adoptPathPageConfig();
+  const named = fromFragment();
+  if (named !== null) forgetFragmentOnceThisWindowHasItsWorkspace();
+  const target = named || fromThisTab();
   if (target === null) {
     askForServer();
     return refusingSettings(new Error("This page does not name a Jupyter server yet."));

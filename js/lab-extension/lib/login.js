@@ -1,6 +1,7 @@
 // The server and token the page is for: from its #fragment, from what the login form
 // remembered for this tab when the user asked it to, or asked for with a form.
-import { URLExt } from "@jupyterlab/coreutils";
+import { WindowResolver } from "@jupyterlab/apputils";
+import { PageConfig, URLExt } from "@jupyterlab/coreutils";
 
 /** Where the login form keeps the server and token when the user asks it to (this tab only). */
 const REMEMBERED = "jupyter-http-over-ws-lab:server";
@@ -11,17 +12,26 @@ function serverAndToken(server, token) {
   return { server: URLExt.normalize(server.endsWith("/") ? server : server + "/"), token: token || "" };
 }
 
-/**
- * The server's base URL and token from the page's fragment, or null. The fragment is
- * then taken off the address (and this history entry): the token is not left on show.
- */
+/** The server's base URL and token from the page's fragment, or null. */
 export function fromFragment() {
   const params = new URLSearchParams(window.location.hash.slice(1));
-  const found = serverAndToken(params.get("server"), params.get("token"));
-  if (found !== null) {
-    window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
-  }
-  return found;
+  return serverAndToken(params.get("server"), params.get("token"));
+}
+
+/**
+ * Take the fragment off the address (and this history entry) once this window has its
+ * workspace: the token is not left on show. Not before: when another window has the
+ * same workspace, JupyterLab's window resolver moves this one to a new workspace by
+ * loading the page again at another address, with the fragment (which holds the server).
+ * The resolver's state is JupyterLab's shared one: the name this window gets is the name
+ * JupyterLab's resolver gets.
+ */
+export function forgetFragmentOnceThisWindowHasItsWorkspace() {
+  const candidate = PageConfig.getOption("workspace") || PageConfig.defaultWorkspace;
+  new WindowResolver().resolve(candidate).then(
+    () => window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search),
+    () => undefined, // moving to another workspace: the fragment goes with it
+  );
 }
 
 /** What the login form remembered for this tab (sessionStorage), or null. */
