@@ -82,6 +82,7 @@ def test_the_page_disables_jupyterlabs_settings_provider_and_loads_ours(
 ) -> None:
     config = page_config(frontend.render(ORIGIN))
     assert "@jupyterlab/services-extension:server-settings" in config["disabledExtensions"]
+    assert "@jupyterlab/services-extension:default-drive" in config["disabledExtensions"]
     ours = [e for e in config["federated_extensions"] if e["name"] == OURS["name"]]
     assert len(ours) == 1
     assert (EXTENSION_DIR / ours[0]["load"]).is_file()

@@ -39,11 +39,13 @@ __all__ = [
 EXTENSION_DIR = Path(__file__).resolve().parent / "labextension"
 #: The first JupyterLab whose server connection settings a plugin can provide.
 MIN_JUPYTERLAB = Version("4.4")
-#: Plugins the page turns off: JupyterLab's own settings provider (ours replaces it), the
-#: extension manager (installing into the server from a page elsewhere is not this), and
-#: the news announcements (the page's ``news`` is off, as `jupyter lab` can set it).
+#: Plugins the page turns off: JupyterLab's own settings provider and default drive (ours
+#: replace them: the drive's download URLs go through the tunnel), the extension manager
+#: (installing into the server from a page elsewhere is not this), and the news
+#: announcements (the page's ``news`` is off, as `jupyter lab` can set it).
 DISABLED_PLUGINS = (
     "@jupyterlab/services-extension:server-settings",
+    "@jupyterlab/services-extension:default-drive",
     "@jupyterlab/extensionmanager-extension:plugin",
     "@jupyterlab/apputils-extension:announcements",
 )

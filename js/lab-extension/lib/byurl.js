@@ -1,8 +1,9 @@
 // What JupyterLab loads by URL rather than through its settings' fetch: theme
 // stylesheets (from the page's own origin), kernel spec logos (blob: URLs fetched through
-// the tunnel), and download URLs: on the page's origin at /hows-files/, answered by the
-// page's Service Worker (/hows-sw.js) through this page's tunnel, or blob: URLs where no
-// worker runs (docs/users/jupyterlab.md, "What it relies on").
+// the tunnel), and download URLs (the default drive's): on the page's origin at
+// /hows-files/, answered by the page's Service Worker (/hows-sw.js) through this page's
+// tunnel, or blob: URLs where no worker runs (docs/users/jupyterlab.md, "What it relies
+// on").
 import { PageConfig, URLExt } from "@jupyterlab/coreutils";
 import { Drive } from "@jupyterlab/services";
 import { ThemeManager } from "@jupyterlab/apputils";
@@ -25,9 +26,26 @@ async function blobUrl(tunnel, path) {
   return URL.createObjectURL(await response.blob());
 }
 
+/**
+ * The server's default drive, whose download URLs are `downloadUrl(localPath)`: what
+ * JupyterLab loads by URL from `files/` goes through the tunnel, not to the server.
+ * Without one (no tunnel: the settings refuse everything, their base URL is the page's),
+ * the drive's own URLs, on the page's origin.
+ */
+export class DriveThroughTheTunnel extends Drive {
+  constructor(options, downloadUrl) {
+    super(options);
+    this._downloadUrl = downloadUrl;
+  }
+
+  async getDownloadUrl(localPath) {
+    return this._downloadUrl ? this._downloadUrl(localPath) : super.getDownloadUrl(localPath);
+  }
+}
+
 /** Download URLs (`/files/...`) as `blob:` URLs fetched through the tunnel. */
 export function downloadsThroughTheTunnel(tunnel) {
-  Drive.prototype.getDownloadUrl = async function (localPath) {
+  return async (localPath) => {
     const url = await blobUrl(tunnel, "files/" + URLExt.encodeParts(localPath));
     setTimeout(() => URL.revokeObjectURL(url), DOWNLOAD_URL_LIFETIME_MS);
     // Renderers append "?<timestamp>" to a download URL: a query breaks a blob: URL,
@@ -112,15 +130,12 @@ export async function serviceWorkerControls() {
 
 /**
  * Download URLs on the page's origin, which the Service Worker answers through the
- * tunnel; and JupyterLab's "Download" (a click on an `<a download>` with such a URL,
- * which Chromium cancels when a Service Worker answers it) made here instead: the file
- * through the tunnel, saved under its own name.
+ * tunnel (the function returned makes them); and JupyterLab's "Download" (a click on an
+ * `<a download>` with such a URL, which Chromium cancels when a Service Worker answers
+ * it) made here instead: the file through the tunnel, saved under its own name.
  */
 export function downloadsThroughTheServiceWorker(tunnel) {
   const files = URLExt.join(PageConfig.getBaseUrl(), FILES_PATH) + "/";
-  Drive.prototype.getDownloadUrl = async function (localPath) {
-    return files + URLExt.encodeParts(localPath);
-  };
   document.addEventListener(
     "click",
     (event) => {
@@ -145,6 +160,7 @@ export function downloadsThroughTheServiceWorker(tunnel) {
     },
     true,
   );
+  return async (localPath) => files + URLExt.encodeParts(localPath);
 }
 
 /** A fetch whose kernel spec listings name their logos as `blob:` URLs. */

@@ -2,14 +2,16 @@
 // the tunnel: this plugin provides JupyterLab's server connection settings
 // (IServerSettings) with the tunnel's `fetch` and `WebSocket`, so every manager JupyterLab
 // builds (contents, kernels, sessions, terminals, settings, workspaces, translations,
-// events, nbconvert...) talks to the server through `http_over_websocket`.
+// events, nbconvert...) talks to the server through `http_over_websocket`. A second
+// plugin provides the server's default drive (IDefaultDrive), whose download URLs (what
+// JupyterLab loads by URL from `files/`) go through the tunnel too.
 //
 // The page (served by `jupyter http-over-ws lab`, see docs/users/jupyterlab.md) disables
-// JupyterLab's own provider, `@jupyterlab/services-extension:server-settings`, in its
-// page config, and names the server and token in its fragment (`#server=URL&token=T`),
-// which the browser never sends anywhere; without one, the page asks for them. The
-// browser client is imported from the server itself, so it always matches the server's
-// extension.
+// JupyterLab's own providers, `@jupyterlab/services-extension:server-settings` and
+// `:default-drive`, in its page config, and names the server and token in its fragment
+// (`#server=URL&token=T`), which the browser never sends anywhere; without one, the page
+// asks for them. The browser client is imported from the server itself, so it always
+// matches the server's extension.
 //
 // Before anything else it makes one plain request to the server: where the browser gates
 // a public page's requests to this machine or a private network (Chrome's Local Network
@@ -31,10 +33,11 @@
 // by URL rather than through the settings' fetch, and the page's Service Worker),
 // serverconfig.js (page config only the server can give, from its own page).
 import { URLExt } from "@jupyterlab/coreutils";
-import { IServerSettings, ServerConnection } from "@jupyterlab/services";
+import { IDefaultDrive, IServerSettings, ServerConnection } from "@jupyterlab/services";
 
 import {
   answerTheServiceWorker,
+  DriveThroughTheTunnel,
   downloadsThroughTheServiceWorker,
   downloadsThroughTheTunnel,
   serviceWorkerControls,
@@ -88,11 +91,9 @@ async function activate() {
   await adoptServerPageConfig(tunnel);
   themesFromThePage();
   answerTheServiceWorker(tunnel);
-  if (await serviceWorkerControls()) {
-    downloadsThroughTheServiceWorker(tunnel);
-  } else {
-    downloadsThroughTheTunnel(tunnel);
-  }
+  downloadUrl = (await serviceWorkerControls())
+    ? downloadsThroughTheServiceWorker(tunnel)
+    : downloadsThroughTheTunnel(tunnel);
   window.httpOverWsTunnel = tunnel;
   return ServerConnection.makeSettings({
     baseUrl: target.server,
@@ -107,10 +108,27 @@ async function activate() {
   });
 }
 
-export default {
+/**
+ * How the default drive makes download URLs: set once the tunnel is had (the drive
+ * plugin requires the settings, so before the drive exists); null without a tunnel.
+ */
+let downloadUrl = null;
+
+const serverSettings = {
   id: "jupyter-http-over-ws-lab:server-settings",
   description: "Server connection settings whose fetch and WebSocket go through the tunnel.",
   autoStart: true,
   provides: IServerSettings,
   activate,
 };
+
+const defaultDrive = {
+  id: "jupyter-http-over-ws-lab:default-drive",
+  description: "The server's drive, whose download URLs go through the tunnel.",
+  autoStart: true,
+  provides: IDefaultDrive,
+  requires: [IServerSettings],
+  activate: (_, settings) => new DriveThroughTheTunnel({ serverSettings: settings }, downloadUrl),
+};
+
+export default [serverSettings, defaultDrive];
