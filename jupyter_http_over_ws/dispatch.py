@@ -35,6 +35,11 @@ from .wire.protocol import HttpRequest
 #: with the ``_xsrf`` token; the tunnel supplies it from the upgrade's cookie, as
 #: the original did (see docs/operators/security.md).
 XSRF_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: The most body bytes handed to a tunnelled request's handler at once: the ``chunk_size``
+#: in which Tornado's HTTP server hands over a body it reads. Copied piece by piece, a
+#: large body is never copied whole a second time (a full-size copy costs its page
+#: faults: about 0.04 s for the 85 MiB of a 64 MiB base64 upload on the benchmark machine).
+BODY_PIECE = 64 * 1024
 
 
 class RequestContext:
@@ -160,10 +165,11 @@ class InProcessDispatcher:
             ready = delegate.headers_received(start_line, headers)
             if ready is not None:
                 await ready
-            if request.body:
-                ready = delegate.data_received(request.body)
-                if ready is not None:
-                    await ready
+            with memoryview(request.body) as body:
+                for start in range(0, len(body), BODY_PIECE):
+                    ready = delegate.data_received(body[start : start + BODY_PIECE].tobytes())
+                    if ready is not None:
+                        await ready
             delegate.finish()
             await reply.run()
         except BaseException as error:

@@ -335,13 +335,18 @@ def test_what_jupyterlab_loads_by_url_comes_through_the_service_worker(
     page.keyboard.press("Escape")
     page.keyboard.press("m")
     page.keyboard.press("Enter")
-    page.keyboard.type("![a picture](pic.svg)")
+    page.keyboard.type("![a picture](pic.svg) and $\\int_0^1 x^2 dx$")
     page.keyboard.press("Shift+Enter")
     page.wait_for_function(
         "() => [...document.querySelectorAll('.jp-RenderedMarkdown img')]"
         ".some(i => i.complete && i.naturalWidth === 12)",
         timeout=60_000,
     )
+    # The math beside it: JupyterLab's bundled MathJax, its fonts from the page's origin.
+    page.wait_for_selector(".jp-RenderedMarkdown mjx-container", timeout=60_000)
+    fonts = [u for u in network.requests if urlsplit(u).path.endswith((".woff", ".woff2"))]
+    assert fonts, network.requests
+    assert all(u.startswith(lab.page_origin + "/") for u in fonts), fonts
     assert page.evaluate("navigator.serviceWorker.controller !== null")
     assert any(u.startswith(files + "pic.svg") for u in served), served
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 
@@ -26,6 +27,12 @@ async def test_binary_framing_through_the_server(hows_server_url, hows_token, jp
         up = await c.request("PUT", "/api/contents/t.txt", body=body.encode())
         assert up.status == 201
         assert (jp_root_dir / "t.txt").read_text() == "é" * 1000
+        # A body of many of the pieces the handler is given (BODY_PIECE), and a part.
+        content = base64.b64encode(payload).decode()
+        big = json.dumps({"type": "file", "format": "base64", "content": content})
+        up = await c.request("PUT", "/api/contents/big.bin", body=big.encode())
+        assert up.status == 201, up.text
+        assert (jp_root_dir / "big.bin").read_bytes() == payload
         assert (await c.request("GET", "/api/status")).status == 200
 
 

@@ -173,13 +173,14 @@ class HttpRequest:
     """One tunnelled HTTP request, validated.
 
     ``path`` is relative to the server's ``base_url``, starts with ``/``, is
-    percent-encoded and holds no fragment; ``method`` is upper case.
+    percent-encoded and holds no fragment; ``method`` is upper case. The ``body`` of a
+    binary frame is a view of the frame, not a copy.
     """
 
     message_id: str | int | float
     method: str
     path: str
-    body: bytes = b""
+    body: bytes | memoryview = b""
     headers: tuple[tuple[str, str], ...] = ()
 
 
@@ -287,7 +288,7 @@ def decode_object(message: str | bytes) -> Any:
         raise ProtocolError(400, JSON_REQUIRED) from None
 
 
-def message_from_object(obj: Any, body: bytes | None = None) -> HttpRequest | Cancel:
+def message_from_object(obj: Any, body: bytes | memoryview | None = None) -> HttpRequest | Cancel:
     """Validate a decoded client message; ``body``, if given, replaces its body keys."""
     if not isinstance(obj, dict):
         raise ProtocolError(400, MISSING_KEYS)
