@@ -347,6 +347,13 @@ def test_what_jupyterlab_loads_by_url_comes_through_the_service_worker(
     fonts = [u for u in network.requests if urlsplit(u).path.endswith((".woff", ".woff2"))]
     assert fonts, network.requests
     assert all(u.startswith(lab.page_origin + "/") for u in fonts), fonts
+    # An output's image of a file (HTML, as a plotting library may write it), the same way.
+    run_next_cell(page, "from IPython.display import HTML; HTML('<img src=pic.svg>')", 2)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.jp-OutputArea-output img')]"
+        ".some(i => i.complete && i.naturalWidth === 12)",
+        timeout=60_000,
+    )
     assert page.evaluate("navigator.serviceWorker.controller !== null")
     assert any(u.startswith(files + "pic.svg") for u in served), served
 
