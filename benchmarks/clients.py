@@ -109,8 +109,11 @@ def _write_masked(ws: aiohttp.ClientWebSocketResponse, opcode: int, payload: byt
     copy of the message. The direct client pays neither. False (send it with
     ``send_frame``) when aiohttp's writer is not as expected.
     """
-    transport = getattr(getattr(ws, "_writer", None), "transport", None)
+    writer = getattr(ws, "_writer", None)
+    transport = getattr(writer, "transport", None)
     if _mask_in_place is None or transport is None or transport.is_closing():
+        return False
+    if getattr(writer, "compress", 0):  # compressed frames are written from an executor
         return False
     mask = os.urandom(4)
     _mask_in_place(mask, payload)

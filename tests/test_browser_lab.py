@@ -146,9 +146,11 @@ def test_the_login_form_remembers_in_this_tab_only_when_asked(context: Any, lab:
     # A new tab of the same site shares nothing: it asks. JupyterLab moves it to a
     # workspace of its own (the first tab has the default one) and it stays there.
     other, _ = open_lab(context, f"{lab.page_origin}/lab")
+    moved = wait_for(
+        lambda: re.search(r"/lab/workspaces/(auto-\w)$", urlsplit(other.url).path), page=other
+    )
     other.wait_for_selector("#hows-lab-login", timeout=60_000)
     assert other.evaluate("sessionStorage.length") == 0
-    moved = wait_for(lambda: re.search(r"/lab/workspaces/(auto-\w)$", urlsplit(other.url).path))
     other.wait_for_timeout(3000)  # time for more moves, had the workspace not stuck
     assert urlsplit(other.url).path == moved.group(0)
     assert other.query_selector("#hows-lab-login") is not None
@@ -173,10 +175,16 @@ def test_a_second_window_gets_a_workspace_of_its_own_with_its_server_and_file(
     wait_for(lambda: "written on the server's disk" in editor.inner_text(), page=second)
     address = urlsplit(second.url)
     assert re.fullmatch(r"/lab/workspaces/auto-\w/tree/my%20notes/hello%20world\.txt", address.path)
-    # The token left the address once the window had its workspace; in both windows.
+    # The token left the address once the window had its workspace, in both windows; and
+    # the history: the entry the second window was moved from holds it no more.
     assert address.fragment == ""
+    assert urlsplit(first.url).path == "/lab"
     assert urlsplit(first.url).fragment == ""
-    assert lab.token not in second.url
+    history = context.new_cdp_session(second).send("Page.getNavigationHistory")["entries"]
+    assert len(history) >= 2, history
+    assert [e["url"] for e in history if lab.token in e["url"]] == []
+    # The server went with the move by a hand-over the new page took at once.
+    assert second.evaluate("sessionStorage.length") == 0
     assert second.query_selector("#hows-lab-login, #hows-lab-problem") is None
     assert network.outside_the_tunnel(lab.server) == []
     assert any(urlsplit(u).path == TUNNEL_PATH for u in network.sockets), network.sockets

@@ -112,3 +112,12 @@ def test_framing_chooses_the_parser():
     with pytest.raises(ProtocolError) as e:
         JSON.parse_message(binary)
     assert (e.value.status, str(e.value)) == (400, JSON_REQUIRED)
+
+
+def test_a_binary_requests_body_is_a_view_of_its_frame_not_a_copy():
+    body = bytes(range(256)) * 5
+    frame = encode_binary_request("m", "PUT", "/api/x", body=body)
+    request = parse_binary_message(frame)
+    assert isinstance(request.body, memoryview)
+    assert request.body.obj is frame
+    assert request.body == body

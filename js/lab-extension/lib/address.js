@@ -15,13 +15,23 @@ export function pageConfigOfPath(pathname, appUrl) {
   if (path !== appUrl && !path.startsWith(appUrl + "/")) return { workspace: "", treePath: "" };
   const match = PAGE_PATH.exec(path.slice(appUrl.length));
   if (match === null) return { workspace: "", treePath: "" };
-  let treePath = match[2] || "";
-  try {
-    treePath = decodeURIComponent(treePath);
-  } catch {
-    // Left as it is, as the server leaves a path it cannot decode.
-  }
-  return { workspace: match[1] || "", treePath };
+  return { workspace: match[1] || "", treePath: fileOfTreePath(match[2] || "") };
+}
+
+/**
+ * The file a `/tree/` path names, decoded as the server decodes it (every valid escape;
+ * a `%` that starts none is left as it is). None (`""`) where a segment is `.` or `..`
+ * once decoded (`..%2F` in a crafted link): the file to open is under the server's root.
+ */
+function fileOfTreePath(encoded) {
+  const path = encoded.replace(/(?:%[0-9A-Fa-f]{2})+/g, (escapes) => {
+    try {
+      return decodeURIComponent(escapes);
+    } catch {
+      return escapes; // bytes that are not UTF-8: as they are
+    }
+  });
+  return path.split("/").some((segment) => segment === "." || segment === "..") ? "" : path;
 }
 
 /** Put the workspace and file this page's path names into the page config. */

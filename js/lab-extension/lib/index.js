@@ -50,6 +50,7 @@ import {
   forgetFragmentOnceThisWindowHasItsWorkspace,
   forgetThisTab,
   fromFragment,
+  fromTheMove,
   fromThisTab,
 } from "./login.js";
 import { refusingSettings, showProblem } from "./problem.js";
@@ -58,8 +59,8 @@ import { adoptServerPageConfig } from "./serverconfig.js";
 
 async function activate() {
   adoptPathPageConfig();
-  const named = fromFragment();
-  if (named !== null) forgetFragmentOnceThisWindowHasItsWorkspace();
+  const named = fromFragment() || fromTheMove();
+  if (named !== null) forgetFragmentOnceThisWindowHasItsWorkspace(named);
   const target = named || fromThisTab();
   if (target === null) {
     askForServer();

@@ -5,6 +5,8 @@ import { PageConfig, URLExt } from "@jupyterlab/coreutils";
 
 /** Where the login form keeps the server and token when the user asks it to (this tab only). */
 const REMEMBERED = "jupyter-http-over-ws-lab:server";
+/** Where a page moved to a new workspace hands its server and token to the next (read at once). */
+const MOVING = "jupyter-http-over-ws-lab:moving";
 
 /** `{ server, token }` with the server's URL normalized, or null without a server. */
 function serverAndToken(server, token) {
@@ -20,18 +22,48 @@ export function fromFragment() {
 
 /**
  * Take the fragment off the address (and this history entry) once this window has its
- * workspace: the token is not left on show. Not before: when another window has the
- * same workspace, JupyterLab's window resolver moves this one to a new workspace by
- * loading the page again at another address, with the fragment (which holds the server).
- * The resolver's state is JupyterLab's shared one: the name this window gets is the name
- * JupyterLab's resolver gets.
+ * workspace: the token is not left on show, nor in the history. When another window has
+ * the same workspace, JupyterLab's window resolver moves this one to a new workspace by
+ * loading the page again at another address (a new history entry): the fragment then
+ * leaves this entry too, and `target` (the server and token) is handed to the page that
+ * loads next in this tab (`fromTheMove`), which takes it at once. The resolver's state is
+ * JupyterLab's shared one: the name this window gets is the name JupyterLab's gets.
  */
-export function forgetFragmentOnceThisWindowHasItsWorkspace() {
+export function forgetFragmentOnceThisWindowHasItsWorkspace(target) {
+  const address = window.location.href;
+  const forget = () => {
+    // Only this page's own entry: never one JupyterLab has moved to since.
+    if (window.location.href !== address) return;
+    window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
+  };
+  const moving = () => {
+    try {
+      window.sessionStorage.setItem(MOVING, JSON.stringify(target));
+    } catch {
+      // No storage for this site: the page at the new address asks for the server.
+    }
+    forget();
+  };
   const candidate = PageConfig.getOption("workspace") || PageConfig.defaultWorkspace;
-  new WindowResolver().resolve(candidate).then(
-    () => window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search),
-    () => undefined, // moving to another workspace: the fragment goes with it
-  );
+  try {
+    new WindowResolver().resolve(candidate).then(forget, moving);
+  } catch {
+    // No window resolution here (the browser refuses this site local storage): forget
+    // it now, so that the plugin, which must never fail, does not.
+    forget();
+  }
+}
+
+/** The server and token handed over by the page this tab was moved from, once, or null. */
+export function fromTheMove() {
+  try {
+    const moving = window.sessionStorage.getItem(MOVING);
+    window.sessionStorage.removeItem(MOVING);
+    const { server, token } = JSON.parse(moving || "{}");
+    return serverAndToken(server, token);
+  } catch {
+    return null;
+  }
 }
 
 /** What the login form remembered for this tab (sessionStorage), or null. */
