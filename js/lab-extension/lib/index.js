@@ -47,7 +47,7 @@ import {
 import { adoptPathPageConfig } from "./address.js";
 import {
   askForServer,
-  forgetFragmentOnceThisWindowHasItsWorkspace,
+  forgetFragmentKeepingTheServerForAMove,
   forgetThisTab,
   fromFragment,
   fromTheMove,
@@ -60,7 +60,7 @@ import { adoptServerPageConfig } from "./serverconfig.js";
 async function activate() {
   adoptPathPageConfig();
   const named = fromFragment() || fromTheMove();
-  if (named !== null) forgetFragmentOnceThisWindowHasItsWorkspace(named);
+  if (named !== null) forgetFragmentKeepingTheServerForAMove(named);
   const target = named || fromThisTab();
   if (target === null) {
     askForServer();

@@ -5,7 +5,7 @@ import { PageConfig, URLExt } from "@jupyterlab/coreutils";
 
 /** Where the login form keeps the server and token when the user asks it to (this tab only). */
 const REMEMBERED = "jupyter-http-over-ws-lab:server";
-/** Where a page moved to a new workspace hands its server and token to the next (read at once). */
+/** Where the server and token wait for a move to a new workspace (removed once not needed). */
 const MOVING = "jupyter-http-over-ws-lab:moving";
 
 /** `{ server, token }` with the server's URL normalized, or null without a server. */
@@ -21,40 +21,29 @@ export function fromFragment() {
 }
 
 /**
- * Take the fragment off the address (and this history entry) once this window has its
- * workspace: the token is not left on show, nor in the history. When another window has
- * the same workspace, JupyterLab's window resolver moves this one to a new workspace by
- * loading the page again at another address (a new history entry): the fragment then
- * leaves this entry too, and `target` (the server and token) is handed to the page that
- * loads next in this tab (`fromTheMove`), which takes it at once. The resolver's state is
- * JupyterLab's shared one: the name this window gets is the name JupyterLab's gets.
+ * Take the fragment off the address (and this history entry) at once: the token is not
+ * left on show, nor in the history. Until this window has its workspace, `target` (the
+ * server and token) waits in the tab's sessionStorage: when another window has the same
+ * workspace, JupyterLab's window resolver moves this one to a new workspace by loading
+ * the page again at another address, and the page there takes it (`fromTheMove`). Once
+ * the window has its workspace, it is removed. The resolver's state is JupyterLab's
+ * shared one: the name this window gets is the name JupyterLab's gets.
  */
-export function forgetFragmentOnceThisWindowHasItsWorkspace(target) {
-  const address = window.location.href;
-  const forget = () => {
-    // Only this page's own entry: never one JupyterLab has moved to since.
-    if (window.location.href !== address) return;
-    window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
-  };
-  const moving = () => {
-    try {
-      window.sessionStorage.setItem(MOVING, JSON.stringify(target));
-    } catch {
-      // No storage for this site: the page at the new address asks for the server.
-    }
-    forget();
-  };
-  const candidate = PageConfig.getOption("workspace") || PageConfig.defaultWorkspace;
+export function forgetFragmentKeepingTheServerForAMove(target) {
+  window.history.replaceState(window.history.state, "", window.location.pathname + window.location.search);
   try {
-    new WindowResolver().resolve(candidate).then(forget, moving);
+    window.sessionStorage.setItem(MOVING, JSON.stringify(target));
+    const candidate = PageConfig.getOption("workspace") || PageConfig.defaultWorkspace;
+    new WindowResolver().resolve(candidate).then(
+      () => window.sessionStorage.removeItem(MOVING),
+      () => undefined, // moving: the page at the new address takes it
+    );
   } catch {
-    // No window resolution here (the browser refuses this site local storage): forget
-    // it now, so that the plugin, which must never fail, does not.
-    forget();
+    // No storage for this site (then no window resolution either): nothing to keep.
   }
 }
 
-/** The server and token handed over by the page this tab was moved from, once, or null. */
+/** The server and token left by the page this tab was moved from, once, or null. */
 export function fromTheMove() {
   try {
     const moving = window.sessionStorage.getItem(MOVING);
