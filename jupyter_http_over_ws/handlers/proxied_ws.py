@@ -12,8 +12,10 @@ from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import httputil, web
+from tornado.iostream import StreamClosedError
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from ..frame_writer import FrameWriter
 from ..kernel_in_process import InProcessKernelSocket
 from ..runtime import Refusal
 from ..session import SHUTDOWN_TEXT
@@ -45,6 +47,8 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
     """
 
     upstream: UpstreamSocket | None = None
+    #: Writes frames to the client (set once the socket is open).
+    _writer: FrameWriter | None = None
     _pump: asyncio.Task[None] | None = None
     #: Why the socket closes as soon as it opens (over ``max_sockets_per_user``).
     _refusal: Refusal | None = None
@@ -129,6 +133,7 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
         if self._refusal is not None:
             self.close(*self._refusal)
             return
+        self._writer = FrameWriter(self)
         if isinstance(self.upstream, InProcessKernelSocket):
             # The kernel handler runs in this process: its frames come straight here.
             self.upstream.forward_to(self._forward)
@@ -136,24 +141,25 @@ class ProxiedWebSocketHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandle
 
     def _forward(self, message: str | bytes) -> None:
         """Write one of an in-process upstream's frames to the client, as it comes."""
-        with contextlib.suppress(WebSocketClosedError):  # the client has gone: on_close follows
-            self.write_message(message, binary=is_binary(message))
+        assert self._writer is not None  # set in open(), before frames are forwarded
+        with contextlib.suppress(StreamClosedError):  # the client has gone: on_close follows
+            self._writer.write(message, binary=is_binary(message))
 
     async def shutdown(self) -> None:
         """The server is stopping: close both sides with 1001 (going away)."""
         self.close(CloseCode.GOING_AWAY, SHUTDOWN_TEXT)
 
     async def _relay_upstream(self) -> None:
-        upstream = self.upstream
-        if upstream is None:
+        upstream, writer = self.upstream, self._writer
+        if upstream is None or writer is None:
             return
         try:
             while True:
                 message = await upstream.read_message()
                 if message is None:
                     break
-                await self.write_message(message, binary=is_binary(message))
-        except WebSocketClosedError:
+                await writer(message, binary=is_binary(message))
+        except StreamClosedError:
             return
         # The upstream ended by itself (the client's own close cancels this task first):
         # its close frame as it came, or 1014 if it ended without one.

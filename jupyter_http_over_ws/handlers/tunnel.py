@@ -9,10 +9,10 @@ from jupyter_server.auth.decorator import ws_authenticated
 from jupyter_server.base.handlers import JupyterHandler
 from jupyter_server.base.websocket import WebSocketMixin
 from tornado.ioloop import PeriodicCallback
-from tornado.iostream import StreamClosedError
-from tornado.websocket import WebSocketClosedError, WebSocketHandler
+from tornado.websocket import WebSocketHandler
 
 from .._version import __version__
+from ..frame_writer import FrameWriter
 from ..replies import BoundedSend
 from ..session import SHUTDOWN_TEXT, TunnelSession
 from ..wire.framing import FRAMING_HEADER, JSON, Framing, binary_hello, select_framing
@@ -57,18 +57,11 @@ class TunnelHandler(TunnelSocketMixin, WebSocketMixin, WebSocketHandler, Jupyter
         if refusal is not None:
             self.close(*refusal)
             return
-        send = BoundedSend(self._send_frame, WRITE_BUFFER_FRAMES * self.extension.chunk_size)
+        send = BoundedSend(FrameWriter(self), WRITE_BUFFER_FRAMES * self.extension.chunk_size)
         self.session = self.registry.tunnel_session(self, send, framing=self.framing)
         self._idle_check = self.registry.watch_idle(self.session, self.close)
         if self.framing.binary:
             self.write_message(binary_hello(__version__), binary=False)
-
-    async def _send_frame(self, frame: bytes, binary: bool) -> None:
-        # Tornado sends bytes given with binary=False as a text frame, unchanged.
-        try:
-            await self.write_message(frame, binary=binary)
-        except WebSocketClosedError as e:  # the client is gone: a closed stream, as in HTTP
-            raise StreamClosedError(real_error=e) from None
 
     def on_message(self, message: str | bytes) -> Awaitable[None] | None:
         """Start the request a client frame asks for; never wait for the request here.
