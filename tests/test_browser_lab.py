@@ -145,6 +145,10 @@ def test_the_login_form_remembers_in_this_tab_only_when_asked(context: Any, lab:
     assert network.outside_the_tunnel(lab.server) == []
     # A new tab of the same site shares nothing: it asks. JupyterLab moves it to a
     # workspace of its own (the first tab has the default one) and it stays there.
+    # JupyterLab's window resolver gives the other windows 200-500 ms to claim the
+    # workspace (a localStorage beacon): the first tab, still starting up after the
+    # reload, must have its main thread free to answer (seen missing it in CI).
+    page.evaluate("() => new Promise((r) => requestIdleCallback(r, { timeout: 10000 }))")
     other, _ = open_lab(context, f"{lab.page_origin}/lab")
     moved = wait_for(
         lambda: re.search(r"/lab/workspaces/(auto-\w)$", urlsplit(other.url).path), page=other
