@@ -551,8 +551,7 @@ async def test_behind_a_proxy_that_passes_upgrades(capsys, good_proxy, jp_base_u
     assert polling["message"].startswith("The polling fallback works too: ")
     (kernel,) = findings(report, "kernel", "ok")
     assert "over the polling transport" not in kernel["message"]
-    log = good_proxy.access_log()
-    assert re.search(r'"GET [^"]*/http_over_websocket HTTP/1.1" 101 ', log), log
+    log = good_proxy.access_log_with(r'"GET [^"]*/http_over_websocket HTTP/1.1" 101 ')
     assert "/http_over_websocket/polling/" in log
 
 

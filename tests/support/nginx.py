@@ -11,6 +11,7 @@ test, and can be switched between the two configurations with a reload (SIGHUP).
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -153,6 +154,19 @@ class Nginx:
         """The requests nginx passed on."""
         path = self.prefix / "access.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def access_log_with(self, pattern: str, timeout: float = 15.0) -> str:
+        """The access log once a line matches ``pattern`` (a regular expression).
+
+        nginx writes a request's line when it finalizes the request: for an upgraded
+        connection that is after both sides closed, which can come after the client
+        saw its own close complete. Fails with the log if no line matches in time.
+        """
+        deadline = time.monotonic() + timeout
+        while not re.search(pattern, log := self.access_log()):
+            assert time.monotonic() < deadline, f"no line matching {pattern!r}:\n{log}"
+            time.sleep(0.05)
+        return log
 
     def stop(self) -> None:
         """Stop this nginx (graceful, then forced)."""
