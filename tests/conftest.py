@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Generator
+
 import pytest
 from support import provision
+from support.browser import new_test_for_server_logs, server_log_tails
 
 from jupyter_http_over_ws import upstream as upstream_module
 
@@ -44,3 +47,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_collection_finish(session: pytest.Session) -> None:
     """Get what the selected tests need (chromium, nginx, the e2e bundle) before they run."""
     provision.provision(session)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A test begins (see ``pytest_runtest_makereport``)."""
+    new_test_for_server_logs()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    """A failed test's report ends with the tails of the Jupyter servers' logs it ran.
+
+    What the server said (a refusal, a 404 and its cause) is often the only clue to a
+    browser test's failure; the servers run as subprocesses whose output goes to files.
+    """
+    report = yield
+    if report.failed and call.when == "call":
+        report.sections.extend(server_log_tails())
+    return report

@@ -243,6 +243,27 @@ def jupyter_env(home: Path) -> dict[str, str]:
     return env
 
 
+#: The logs of the Jupyter servers :func:`jupyter_server` runs now.
+_RUNNING_SERVER_LOGS: list[Path] = []
+#: Those, and the ones started since the current test began (see conftest.py): a failed
+#: test's report shows their tails.
+_TEST_SERVER_LOGS: list[Path] = []
+
+
+def new_test_for_server_logs() -> None:
+    """A test begins: the servers it ran are the ones running now and those it starts."""
+    _TEST_SERVER_LOGS[:] = _RUNNING_SERVER_LOGS
+
+
+def server_log_tails(limit: int = 6000) -> list[tuple[str, str]]:
+    """(title, tail) of the log of each server the current test ran, for its report."""
+    return [
+        (f"server log {log}", log.read_text(errors="replace")[-limit:])
+        for log in _TEST_SERVER_LOGS
+        if log.exists()
+    ]
+
+
 @contextlib.contextmanager
 def jupyter_server(
     home: Path,
@@ -270,6 +291,8 @@ def jupyter_server(
             stderr=subprocess.STDOUT,
             env=jupyter_env(home),
         )
+    _RUNNING_SERVER_LOGS.append(home / "server.log")
+    _TEST_SERVER_LOGS.append(home / "server.log")
     try:
         try:
             wait_until_up(f"http://127.0.0.1:{port}/", process)
@@ -279,6 +302,7 @@ def jupyter_server(
         yield process
     finally:
         stop_process(process)
+        _RUNNING_SERVER_LOGS.remove(home / "server.log")
 
 
 # ------------------------------------------------------------------------------ fixtures
