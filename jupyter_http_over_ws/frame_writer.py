@@ -19,6 +19,7 @@ we support.
 
 from __future__ import annotations
 
+import asyncio
 import struct
 from collections.abc import Awaitable
 
@@ -63,6 +64,12 @@ def writes_directly(handler: WebSocketHandler) -> bool:
     )
 
 
+def _retrieve(written: asyncio.Future[None]) -> None:
+    """Mark a finished write's exception retrieved: the socket's close reports it."""
+    if not written.cancelled():
+        written.exception()
+
+
 class FrameWriter:
     """Sends data frames on an open WebSocket; each resolves once it is flushed.
 
@@ -80,18 +87,21 @@ class FrameWriter:
     def write(self, payload: str | bytes, binary: bool) -> Awaitable[None]:
         """Append ``payload`` as one text or binary frame; the result resolves once flushed.
 
-        Nothing needs to await the result (a failed flush is not logged as unretrieved:
-        Tornado's stream marks its write futures retrieved, and the socket's close is
-        handled by its handler's ``on_close``). Text given as bytes is sent unchanged.
+        Nothing needs to await the result: a failed flush is never logged as an
+        unretrieved exception (Tornado's stream marks its write futures retrieved; the
+        fallback's ``write_message`` task is marked here), and the socket's close is
+        handled by its handler's ``on_close``. Text given as bytes is sent unchanged.
         """
         connection = self._handler.ws_connection
         if connection is None or connection.is_closing():
             raise StreamClosedError()
         if not self.direct:
             try:
-                return self._handler.write_message(payload, binary=binary)
+                written = self._handler.write_message(payload, binary=binary)
             except WebSocketClosedError as e:
                 raise StreamClosedError(real_error=e) from None
+            written.add_done_callback(_retrieve)
+            return written
         stream = connection.stream
         if stream is None:  # typed optional by Tornado; set for as long as the socket is open
             raise StreamClosedError()
